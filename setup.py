@@ -1,0 +1,67 @@
+"""Build the Cython hot paths in ``ext/`` into ``engine`` extension modules.
+
+Every extension has a pure-Python twin in ``engine/``; ``ENGINE_NO_EXTENSIONS=1`` at build time skips the
+compile (the package then runs on the twins), and a failed compile is an error unless
+``ENGINE_OPTIONAL_EXTENSIONS=1`` says the twins are acceptable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+
+HERE = Path(__file__).parent
+EXT_DIR = Path("ext")
+C_DIR = EXT_DIR / "csrc"
+
+# (module name inside engine, pyx file, extra C sources)
+NATIVE_MODULES: list[tuple[str, str, list[str]]] = [
+    ("_armor_c", "_armor_c.pyx", ["base64_simd.c", "crc24.c", "cpu.c"]),
+    ("_wkd_c", "_wkd_c.pyx", ["sha1.c", "zbase32.c", "cpu.c"]),
+]
+
+
+def _extensions() -> list[Extension]:
+    if os.environ.get("ENGINE_NO_EXTENSIONS"):
+        return []
+    from Cython.Build import cythonize
+
+    compile_args = ["-O3", "-fno-strict-aliasing", "-Wno-unused-function"]
+    exts = []
+    only = set(filter(None, os.environ.get("ENGINE_BUILD_ONLY", "").split(",")))
+    for name, pyx, csrc in NATIVE_MODULES:
+        if (only and name not in only) or not (HERE / EXT_DIR / pyx).exists():
+            continue
+        sources = [str(EXT_DIR / pyx)] + [str(C_DIR / c) for c in csrc if (HERE / C_DIR / c).exists()]
+        exts.append(
+            Extension(
+                f"engine.{name}",
+                sources=sources,
+                include_dirs=[str(C_DIR)],
+                extra_compile_args=compile_args,
+                language="c",
+            )
+        )
+    return cythonize(
+        exts,
+        compiler_directives={
+            "language_level": "3",
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "embedsignature": True,
+        },
+        quiet=True,
+    )
+
+
+try:
+    setup(ext_modules=_extensions())
+except Exception as exc:  # pragma: no cover - build-time fallback
+    if not os.environ.get("ENGINE_OPTIONAL_EXTENSIONS"):
+        raise
+    print(f"warning: native extensions not built ({exc}); using the pure-Python twins", file=sys.stderr)
+    setup(ext_modules=[])
