@@ -1,0 +1,115 @@
+"""What a message is, judged from its raw bytes: headers, and the first part's headers when needed.
+
+Only whole-message encryption counts as "already encrypted": a plain message that merely quotes an
+armored block is PLAIN (so it is still encrypted), and inline PGP means the text body *is* one armored
+message. S/MIME opaque signed data (``smime-type=signed-data``) is SIGNED, other pkcs7-mime is SMIME.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+from engine.errors import StructuralError
+from engine.mail.headers import content_type, iter_fields, parse_content_type, split_header
+
+_PKCS7 = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+_BEGIN = b"-----BEGIN PGP MESSAGE-----"
+_END = b"-----END PGP MESSAGE-----"
+
+
+class MailClass(str, enum.Enum):
+    """Classes of messages; the value is the name used in reports."""
+
+    PLAIN = "plain"
+    PGP_MIME = "pgp-mime"
+    INLINE_PGP = "inline-pgp"
+    SMIME = "smime"
+    SIGNED = "signed"
+    EMPTY = "empty"
+    MALFORMED = "malformed"
+
+    @property
+    def encrypted(self) -> bool:
+        """True for the classes that ``encrypt`` passes through unchanged."""
+        return self in (MailClass.PGP_MIME, MailClass.INLINE_PGP, MailClass.SMIME)
+
+
+def _classify_type(ctype: str, params: dict[str, str]) -> MailClass | None:
+    if ctype == "multipart/encrypted":
+        proto = params.get("protocol", "").lower()
+        if proto == "application/pgp-encrypted":
+            return MailClass.PGP_MIME
+        if proto in _PKCS7:
+            return MailClass.SMIME
+        return None
+    if ctype in _PKCS7:
+        signed = params.get("smime-type", "").lower() == "signed-data"
+        return MailClass.SIGNED if signed else MailClass.SMIME
+    if ctype in ("application/octet-stream", "application/pkcs7") and (
+        params.get("name", "").lower().endswith(".p7m")
+    ):
+        return MailClass.SMIME
+    if ctype == "multipart/signed":
+        return MailClass.SIGNED
+    return None
+
+
+def _first_part(raw: bytes, body_start: int, boundary: str) -> tuple[str, dict[str, str]] | None:
+    """Content-Type of the first body part of a multipart (None when it has no parseable one)."""
+    delim = re.compile(rb"(?m)^--" + re.escape(boundary.encode("latin-1")) + rb"[ \t]*\r?$\n?")
+    m = delim.search(raw, body_start)
+    if m is None:
+        return None
+    part = raw[m.end() :]
+    end = re.search(rb"(?m)^--" + re.escape(boundary.encode("latin-1")), part)
+    if end is not None:
+        part = part[: end.start()]
+    header_end, _ = split_header(part)
+    try:
+        return content_type(part, header_end) or ("text/plain", {})
+    except StructuralError:
+        return None
+
+
+def _is_inline_pgp(body: bytes) -> bool:
+    text = body.strip()
+    return text.startswith(_BEGIN) and text.endswith(_END)
+
+
+def _disposition_p7m(raw: bytes, header_end: int) -> bool:
+    for f in iter_fields(raw, header_end):
+        if f.name == "content-disposition":
+            value = raw[f.colon + 1 : f.end].decode("latin-1")
+            _, params = parse_content_type("x/x;" + value.partition(";")[2])
+            return params.get("filename", "").lower().endswith(".p7m")
+    return False
+
+
+def classify(raw: bytes) -> MailClass:
+    """Classify one message from its raw bytes; never raises on malformed input."""
+    if not raw.strip():
+        return MailClass.EMPTY
+    header_end, body_start = split_header(raw)
+    try:
+        ct = content_type(raw, header_end)
+        p7m = _disposition_p7m(raw, header_end)
+    except StructuralError:
+        return MailClass.MALFORMED
+    if header_end == 0:
+        return MailClass.MALFORMED
+    ctype, params = ct or ("text/plain", {})
+    found = _classify_type(ctype, params)
+    if found is not None:
+        return found
+    if p7m and ctype in ("application/octet-stream", "application/pkcs7"):
+        return MailClass.SMIME
+    if ctype.startswith("multipart/") and "boundary" in params:
+        first = _first_part(raw, body_start, params["boundary"])
+        inner = _classify_type(*first) if first is not None else None
+        if inner in (MailClass.PGP_MIME, MailClass.SMIME):
+            # e.g. a mailing list that wrapped an encrypted message in multipart/mixed with a footer
+            return inner
+    if (ctype.startswith("text/") or ct is None) and _is_inline_pgp(raw[body_start:]):
+        return MailClass.INLINE_PGP
+    return MailClass.PLAIN

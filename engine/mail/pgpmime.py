@@ -1,0 +1,215 @@
+"""PGP/MIME (RFC 3156) with header protection (RFC 9788, ``hp="cipher"``), built from and back to raw bytes.
+
+The encrypted payload is the original message itself (header section and body, bytes exact), with what
+RFC 9788 asks for added: ``hp="cipher"`` on its Content-Type (or a whole ``Content-Type: text/plain;
+charset=us-ascii; hp="cipher"`` field when it has none: RFC 2045 §5.2 makes that the default anyway)
+and one ``HP-Outer`` field per header field exposed outside (RFC 9788 §2.2); plus the legacy
+``protected-headers="v1"`` parameter that today's clients (notmuch, Thunderbird) use to show the Subject.
+A first field ``X-Pgpbulk-Restore`` records exactly what was added, so ``unwrap`` removes precisely that
+and returns the original bytes. Outside stay only the fields delivery and threading need, plus an
+obscured Subject.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+
+from engine.errors import StructuralError
+from engine.mail.headers import (
+    Field,
+    content_type,
+    eol_of,
+    field_value,
+    iter_fields,
+    parse_content_type,
+    split_header,
+)
+
+EncryptPayload = Callable[[bytes], bytes]
+DecryptPayload = Callable[[bytes], bytes]
+
+OUTER_FIELDS = ("from", "to", "cc", "date", "message-id", "in-reply-to", "references", "subject")
+OBSCURED_SUBJECT = b"[...]"  # RFC 9788 §4.4 (hcp_baseline)
+HP_PARAM = b'hp="cipher"'
+# The pre-RFC 9788 scheme (draft-autocrypt-lamps-protected-headers) that notmuch, Thunderbird and K-9
+# read today; harmless beside hp="cipher", which RFC 9788 readers go by.
+LEGACY_PARAM = b'; protected-headers="v1"'
+ADDED_CT = b'Content-Type: text/plain; charset=us-ascii; hp="cipher"' + LEGACY_PARAM
+_INSERTS = {sep + HP_PARAM + legacy for sep in (b"; ", b" ") for legacy in (b"", LEGACY_PARAM)}
+MARKER = b"X-Pgpbulk-Restore:"
+_MARKER_RE = re.compile(rb"X-Pgpbulk-Restore: v=1; prefix=(\d+); ct=(param|added); at=(\d+); len=(\d+)\r?\n")
+_BEGIN = b"-----BEGIN PGP MESSAGE-----"
+_END = b"-----END PGP MESSAGE-----"
+PREAMBLE = b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)"
+
+
+class NotWrappable(StructuralError):
+    """A message that cannot be wrapped or unwrapped; the job carries it over unchanged with the reason."""
+
+
+def _fields(raw: bytes, header_end: int) -> list[Field]:
+    try:
+        return list(iter_fields(raw, header_end))
+    except StructuralError as e:
+        raise NotWrappable(f"malformed header section: {e.reason}", e.offset) from None
+
+
+def _line(raw: bytes, f: Field, eol: bytes) -> bytes:
+    """A field's exact bytes, given a line ending when it is the unterminated last line of the message."""
+    data = raw[f.start : f.end]
+    return data if data.endswith(b"\n") else data + eol
+
+
+def _content_type_edit(raw: bytes, fields: list[Field]) -> tuple[str, int, bytes]:
+    """Where and what to insert for ``hp="cipher"``: ``("param", at, bytes)`` or ``("added", 0, field)``."""
+    ct = [f for f in fields if f.name == "content-type"]
+    if not ct:
+        return "added", 0, ADDED_CT + eol_of(raw)
+    f = ct[0]
+    _, params = parse_content_type(field_value(raw, f))
+    if "hp" in params:
+        raise NotWrappable("Content-Type already carries an hp parameter", f.start)
+    end = f.end
+    for eol in (b"\r\n", b"\n"):
+        if raw[f.start : end].endswith(eol):
+            end -= len(eol)
+            break
+    sep = b" " if raw[f.colon + 1 : end].rstrip().endswith(b";") else b"; "
+    return "param", end, sep + HP_PARAM + (b"" if "protected-headers" in params else LEGACY_PARAM)
+
+
+def protect(raw: bytes, outer_lines: list[bytes]) -> bytes:
+    """The cryptographic payload: marker, HP-Outer fields, then the original with ``hp="cipher"``."""
+    header_end, _ = split_header(raw)
+    eol = eol_of(raw)
+    kind, at, insert = _content_type_edit(raw, _fields(raw, header_end))
+    hp_outer = b"".join(b"HP-Outer: " + line for line in outer_lines)
+    body = raw[:at] + insert + raw[at:]
+    fmt = b"%s v=1; prefix=%d; ct=%s; at=%d; len=%d"
+    marker = fmt % (MARKER, len(hp_outer), kind.encode(), at, len(insert))
+    return marker + eol + hp_outer + body
+
+
+def restore(inner: bytes) -> bytes:
+    """Undo ``protect`` exactly; raises NotWrappable when the marker does not match the payload."""
+    m = _MARKER_RE.match(inner)
+    if m is None:
+        raise NotWrappable("payload has no pgpbulk restore marker")
+    prefix, kind, at, length = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+    rest = inner[m.end() :]
+    if prefix and not rest.startswith(b"HP-Outer:"):
+        raise NotWrappable("restore marker: HP-Outer fields missing")
+    body = rest[prefix:]
+    added = body[at : at + length]
+    if kind == b"added":
+        ok = at == 0 and added.startswith(ADDED_CT) and added[len(ADDED_CT) :] in (b"\n", b"\r\n")
+    else:
+        ok = added in _INSERTS
+    if not ok:
+        raise NotWrappable("restore marker does not match the payload")
+    return body[:at] + body[at + length :]
+
+
+def _outer_header(raw: bytes, fields: list[Field], eol: bytes, keep_subject: bool) -> list[bytes]:
+    lines = []
+    for f in fields:
+        if f.name not in OUTER_FIELDS:
+            continue
+        if f.name == "subject" and not keep_subject:
+            lines.append(b"Subject: " + OBSCURED_SUBJECT + eol)
+        else:
+            lines.append(_line(raw, f, eol))
+    return lines
+
+
+def wrap(raw: bytes, encrypt_payload: EncryptPayload, *, keep_subject: bool = False) -> bytes:
+    """Encrypt one message into PGP/MIME with header protection; line endings follow the input."""
+    if not raw.strip():
+        raise NotWrappable("empty message")
+    header_end, _ = split_header(raw)
+    if header_end == 0:
+        raise NotWrappable("message has no header section")
+    eol = eol_of(raw)
+    fields = _fields(raw, header_end)
+    outer = _outer_header(raw, fields, eol, keep_subject)
+    armored = encrypt_payload(protect(raw, outer))
+    start, end = armored.find(_BEGIN), armored.rfind(_END)
+    if start < 0 or end < start:
+        raise StructuralError("encrypt_payload did not return an armored OpenPGP message")
+    armored_lines = armored[start : end + len(_END)].splitlines()
+    boundary = b"pgpbulk-" + hashlib.sha256(raw).hexdigest()[:32].encode()
+    parts = [
+        *outer,
+        b"MIME-Version: 1.0" + eol,
+        b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";' + eol,
+        b' boundary="' + boundary + b'"' + eol,
+        eol,
+        PREAMBLE + eol,
+        b"--" + boundary + eol,
+        b"Content-Type: application/pgp-encrypted" + eol,
+        b"Content-Description: PGP/MIME version identification" + eol,
+        eol,
+        b"Version: 1" + eol,
+        eol,
+        b"--" + boundary + eol,
+        b'Content-Type: application/octet-stream; name="encrypted.asc"' + eol,
+        b"Content-Description: OpenPGP encrypted message" + eol,
+        b'Content-Disposition: inline; filename="encrypted.asc"' + eol,
+        eol,
+        eol.join(armored_lines) + eol,
+        eol,
+        b"--" + boundary + b"--" + eol,
+    ]
+    return b"".join(parts)
+
+
+def _encrypted_part(raw: bytes) -> tuple[bytes, int]:
+    """The armored message of part 2 of a PGP/MIME message and the header end of the outer message."""
+    header_end, body_start = split_header(raw)
+    try:
+        ct = content_type(raw, header_end)
+    except StructuralError as e:
+        raise NotWrappable(f"malformed header section: {e.reason}", e.offset) from None
+    ctype, params = ct or ("text/plain", {})
+    if ctype != "multipart/encrypted" or params.get("protocol", "").lower() != "application/pgp-encrypted":
+        raise NotWrappable("not a PGP/MIME encrypted message")
+    if not params.get("boundary"):
+        raise NotWrappable("multipart/encrypted without a boundary")
+    delim = re.compile(rb"(?m)^--" + re.escape(params["boundary"].encode("latin-1")) + rb"(--)?[ \t]*\r?$")
+    starts = [m.end() for m in delim.finditer(raw, body_start)]
+    if len(starts) < 3:
+        raise NotWrappable("PGP/MIME message without its encrypted part")
+    part = raw[starts[1] : starts[2]]
+    begin, end = part.find(_BEGIN), part.rfind(_END)
+    if begin < 0 or end < begin:
+        raise NotWrappable("encrypted part holds no armored OpenPGP message")
+    return part[begin : end + len(_END)] + b"\n", header_end
+
+
+def _merge_foreign(raw: bytes, header_end: int, inner: bytes) -> bytes:
+    """A message not made by us: its inner entity, under outer fields it does not itself carry."""
+    inner_end, _ = split_header(inner)
+    try:
+        names = {f.name for f in iter_fields(inner, inner_end)}
+        ct = content_type(inner, inner_end)
+    except StructuralError:
+        names, ct = set(), None
+    if ct is not None and "hp" in ct[1]:
+        return inner  # RFC 9788: the protected header section is the real one
+    keep = [
+        _line(raw, f, eol_of(raw))
+        for f in _fields(raw, header_end)
+        if not f.name.startswith("content-") and f.name not in names
+    ]
+    return b"".join(keep) + inner
+
+
+def unwrap(raw: bytes, decrypt_payload: DecryptPayload) -> bytes:
+    """Decrypt a PGP/MIME message; ours come back as the original bytes exactly, others merged."""
+    armored, header_end = _encrypted_part(raw)
+    inner = decrypt_payload(armored)
+    if inner.startswith(MARKER):
+        return restore(inner)
+    return _merge_foreign(raw, header_end, inner)

@@ -1,0 +1,110 @@
+"""The JSON report of an archive job: counts per class and outcome, failures with their place, hashes."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.mail.item import MailItem
+
+
+@dataclass(frozen=True)
+class Result:
+    """What ``process_one`` made of one message: the bytes to write and how they came about.
+
+    ``outcome`` is ``encrypted``/``decrypted`` (transformed), ``passed`` (already in the wanted state) or
+    ``copied`` (could not be processed: written unchanged, ``reason`` says why). ``sha256`` is the hash
+    of the message's plaintext: the input for encrypt, the restored message for decrypt.
+    """
+
+    index: int
+    mail_class: str
+    outcome: str
+    raw: bytes
+    sha256: str
+    reason: str | None = None
+
+
+@dataclass
+class Report:
+    """Running totals of a job; ``to_dict`` is the JSON shape written by ``write``."""
+
+    mode: str
+    source: str
+    destination: str
+    source_format: str
+    destination_format: str
+    messages: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    classes: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    sha256: list[str] = field(default_factory=list)
+    verify: dict[str, Any] | None = None
+    committed: bool = False
+    seconds: float = 0.0
+    _outcome_of: list[str] = field(default_factory=list, repr=False)
+
+    def add(self, item: MailItem, result: Result) -> None:
+        """Count one processed message."""
+        self.messages += 1
+        self.bytes_in += len(item.raw)
+        self.bytes_out += len(result.raw)
+        self.classes[result.mail_class] += 1
+        self.outcomes[result.outcome] += 1
+        self.sha256.append(result.sha256)
+        self._outcome_of.append(result.outcome)
+        if result.outcome == "copied":
+            self.failures.append(
+                {
+                    "index": item.index,
+                    "file": item.source,
+                    "offset": item.offset,
+                    "class": result.mail_class,
+                    "reason": result.reason,
+                }
+            )
+
+    def outcome_of(self, index: int) -> str:
+        """The outcome of message ``index`` (used by verification)."""
+        return self._outcome_of[index]
+
+    @property
+    def ok(self) -> bool:
+        """Committed, and verified when verification ran."""
+        return self.committed and (self.verify is None or bool(self.verify.get("ok")))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready report."""
+        return {
+            "mode": self.mode,
+            "source": self.source,
+            "destination": self.destination,
+            "source_format": self.source_format,
+            "destination_format": self.destination_format,
+            "messages": self.messages,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "seconds": round(self.seconds, 3),
+            "classes": dict(sorted(self.classes.items())),
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "failures": self.failures,
+            "verify": self.verify,
+            "committed": self.committed,
+            "sha256": self.sha256,
+        }
+
+    def write(self, path: str | Path) -> None:
+        """Write the report as JSON (mode 0600), atomically."""
+        p = Path(path)
+        tmp = p.with_name(p.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, p)
