@@ -57,10 +57,13 @@ def _open_out(path: str | None) -> Iterator[BinaryIO]:
 def _cmd_armor(args: argparse.Namespace) -> int:
     from engine.armor import ArmorWriter
 
-    with _open_in(args.input) as src, _open_out(args.output) as dst:
-        with ArmorWriter(dst, kind=args.kind, crc=not args.no_crc) as writer:
-            while chunk := src.read(CHUNK):
-                writer.write(chunk)
+    with (
+        _open_in(args.input) as src,
+        _open_out(args.output) as dst,
+        ArmorWriter(dst, kind=args.kind, crc=not args.no_crc) as writer,
+    ):
+        while chunk := src.read(CHUNK):
+            writer.write(chunk)
     return EXIT_OK
 
 
@@ -86,6 +89,7 @@ def _addresses(items: Sequence[str]) -> Iterator[str]:
 
 
 def _cmd_wkd_hash(args: argparse.Namespace) -> int:
+    from engine.errors import InvalidArgument
     from engine.wkd import split_address, wkd_hashes
 
     out = sys.stdout
@@ -93,11 +97,15 @@ def _cmd_wkd_hash(args: argparse.Namespace) -> int:
 
     def flush() -> None:
         hashes = wkd_hashes([local for local, _ in batch])
-        out.write("".join(f"{h} {addr}\n" for h, (_, addr) in zip(hashes, batch)))
+        out.write("".join(f"{h} {addr}\n" for h, (_, addr) in zip(hashes, batch, strict=True)))
         batch.clear()
 
-    for address in _addresses(args.addresses):
-        local, _domain = split_address(address)
+    for number, address in enumerate(_addresses(args.addresses), 1):
+        try:
+            local, _domain = split_address(address)
+        except InvalidArgument as exc:
+            flush()
+            raise CliError(f"address {number} ({address!r}): {exc}") from None
         batch.append((local, address))
         if len(batch) >= 65536:
             flush()
@@ -137,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Exit codes: 0 success, 1 a check failed, 2 bad input or usage. Try 'pgpbulk demo'.",
     )
-    parser.add_argument("--version", action="store_true", help="print the version and which kernels are in use")
+    parser.add_argument(
+        "--version", action="store_true", help="print the version and which kernels are in use"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
@@ -147,8 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", nargs="?", metavar="IN", help="input file (default: stdin)")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (default: stdout); written atomically")
-    p.add_argument("--kind", default="MESSAGE", help="armor kind: MESSAGE, 'PUBLIC KEY BLOCK', ... (default MESSAGE)")
-    p.add_argument("--no-crc", action="store_true", help="omit the CRC-24 line (as RFC 9580 asks for v6-only data)")
+    p.add_argument(
+        "--kind", default="MESSAGE", help="armor kind: MESSAGE, 'PUBLIC KEY BLOCK', ... (default MESSAGE)"
+    )
+    p.add_argument(
+        "--no-crc", action="store_true", help="omit the CRC-24 line (as RFC 9580 asks for v6-only data)"
+    )
     p.set_defaults(func=_cmd_armor)
 
     p = sub.add_parser(
@@ -170,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print 'HASH ADDRESS' per address: z-base-32 of SHA-1 of the local part with ASCII letters "
         "lowercased (non-ASCII kept), as gpg-wks-client --print-wkd-hash does.",
     )
-    p.add_argument("addresses", nargs="+", metavar="ADDRESS", help="mail address, or '-' to read one per line from stdin")
+    p.add_argument(
+        "addresses", nargs="+", metavar="ADDRESS", help="mail address, or '-' to read one per line from stdin"
+    )
     p.set_defaults(func=_cmd_wkd_hash)
     p = wsub.add_parser(
         "url",
@@ -188,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
         "outside a temporary directory) and print what was done and how fast.",
     )
     p.set_defaults(func=_cmd_demo)
+
+    from engine.bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 

@@ -63,7 +63,7 @@ def demo_wkd(out: TextIO) -> bool:
         f"wkd:     {len(addresses):,} addresses hashed in {t_hash * 1e3:.1f} ms "
         f"({len(addresses) / t_hash / 1e6:.2f} M/s); examples:\n"
     )
-    for address, h in list(zip(addresses, hashes))[:3]:  # type: ignore[call-overload]
+    for address, h in zip(addresses[:3], hashes[:3], strict=True):  # type: ignore[index]
         out.write(f"         {h} {address}\n         {wkd_url(address)}\n")
     return ok
 
