@@ -1,0 +1,136 @@
+"""What an implementation needs to run here: a program, a Python module, or our native kernels.
+
+A :class:`Requirement` answers ``problem() -> None | reason``; the report prints the reason of a
+missing peer ("sq not installed") instead of leaving the row out. Subprocess peers from GnuPG run in
+one throwaway ``GNUPGHOME`` per bench run (:func:`gnupg_home`), removed by :func:`cleanup`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+LIBEXEC_PATH = "/usr/lib/gnupg:/usr/libexec:/usr/lib/gnupg2"
+
+
+@functools.cache
+def which(name: str) -> str | None:
+    """Path of a program on PATH or in GnuPG's libexec directories (gpg-wks-client lives there)."""
+    return shutil.which(name) or shutil.which(name, path=LIBEXEC_PATH)
+
+
+@functools.cache
+def tool_version(name: str) -> str | None:
+    """First line of ``NAME --version`` (``None`` when the program is missing or says nothing)."""
+    path = which(name)
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.decode("utf-8", "replace").strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
+@functools.cache
+def module_version(name: str) -> str | None:
+    """``__version__`` of an importable module, ``"installed"`` without one, ``None`` if missing."""
+    try:
+        mod = importlib.import_module(name)
+    except ImportError:
+        return None
+    return str(getattr(mod, "__version__", "installed"))
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One thing an implementation needs: ``kind`` is "tool", "module" or "native"."""
+
+    kind: str
+    name: str
+
+    def problem(self) -> str | None:
+        """``None`` when satisfied, else a short reason for the report."""
+        if self.kind == "tool":
+            return None if which(self.name) else f"{self.name} not installed"
+        if self.kind == "module":
+            return None if module_version(self.name) else f"Python module {self.name} not installed"
+        if self.kind == "native":
+            from engine import _native
+
+            missing = [k for k in _native.KERNELS if "native" not in _native.implementations(k)]
+            return f"native kernels not built ({', '.join(missing)})" if missing else None
+        raise ValueError(f"unknown requirement kind {self.kind!r}")
+
+    def version(self) -> str | None:
+        """Version string of the tool or module, for the JSON's ``peers`` map."""
+        if self.kind == "tool":
+            return tool_version(self.name)
+        if self.kind == "module":
+            return module_version(self.name)
+        return None
+
+
+def tool(name: str) -> Requirement:
+    """Needs the program ``name`` (PATH or GnuPG libexec)."""
+    return Requirement("tool", name)
+
+
+def module(name: str) -> Requirement:
+    """Needs the importable Python module ``name``."""
+    return Requirement("module", name)
+
+
+NATIVE = Requirement("native", "kernels")
+
+_home: Path | None = None
+
+
+def gnupg_home() -> Path:
+    """A throwaway GnuPG home shared by this run's gpg peers (created on first use)."""
+    global _home
+    if _home is None:
+        _home = Path(tempfile.mkdtemp(prefix="pgpbulk-bench-gnupg-"))
+        _home.chmod(0o700)
+    return _home
+
+
+def gnupg_env() -> dict[str, str]:
+    """Environment for a GnuPG peer: our throwaway home, C locale (no translation cost)."""
+    return {**os.environ, "GNUPGHOME": str(gnupg_home()), "LC_ALL": "C"}
+
+
+def gpg_argv(*args: str) -> list[str]:
+    """``gpg`` in batch mode on the throwaway home, ignoring any user configuration."""
+    return [
+        which("gpg") or "gpg",
+        "--homedir",
+        str(gnupg_home()),
+        "--batch",
+        "--no-options",
+        "--quiet",
+        *args,
+    ]
+
+
+def cleanup() -> None:
+    """Stop agents started in the throwaway home and remove it."""
+    global _home
+    if _home is None:
+        return
+    gpgconf = which("gpgconf")
+    if gpgconf:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                [gpgconf, "--homedir", str(_home), "--kill", "all"], capture_output=True, timeout=10
+            )
+    shutil.rmtree(_home, ignore_errors=True)
+    _home = None

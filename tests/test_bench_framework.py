@@ -1,0 +1,219 @@
+"""The ``pgpbulk bench`` framework: JSON schema, ratio gate, missing peers, charts, usage errors.
+
+No timing is asserted: a quick run on tiny data (``--scale``) checks structure only, and the gate is
+tested with fake jobs whose ``measure`` returns fixed seconds, so their ratios are exact.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.bench import cli, compare, peers, registry, schema
+from engine.bench.registry import DataSpec, Impl, Job
+from engine.bench.timing import QUICK, in_process, sample
+
+TINY = "0.002"  # --scale: 1 MiB jobs become 2 KiB, gpg's amortizing input 16 KiB
+
+
+@pytest.fixture(autouse=True)
+def bench_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path_factory.getbasetemp() / "bench-cache"
+    monkeypatch.setenv("PGPBULK_BENCH_CACHE", str(cache))
+    return cache
+
+
+def _fixed(seconds: float) -> Any:
+    return lambda data: seconds
+
+
+BYTES = DataSpec("test-bytes", lambda size, seed: bytes(size))
+NO_SUCH_TOOL = "pgpbulk-no-such-peer-tool"
+
+
+def fake_jobs(twin_seconds: float = 10.0) -> dict[str, Job]:
+    """One job: us 1 s, gated twin ``twin_seconds``, an ungated peer, and a peer that is missing."""
+    job = Job(
+        name="fake",
+        unit="MB/s",
+        data=BYTES,
+        size=1000,
+        quick_size=1000,
+        description="fixed timings",
+        impls=(
+            Impl("native", _fixed(1.0), "us"),
+            Impl("pure twin", _fixed(twin_seconds), "twin", gated=True),
+            Impl("other", _fixed(2.0)),
+        ),
+    ).with_impls(Impl("ghost", _fixed(1.0), requires=(peers.tool(NO_SUCH_TOOL),), gated=True))
+    return {job.name: job}
+
+
+@pytest.fixture
+def fake_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Job]]:
+    jobs = fake_jobs()
+    monkeypatch.setattr(registry, "_loaded", jobs)
+    yield jobs
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One real ``--quick`` run of every job on tiny data, with JSON and a PNG chart."""
+    out = tmp_path_factory.mktemp("quick")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PGPBULK_BENCH_CACHE", str(out / "cache"))
+    try:
+        code = cli.main(
+            ["--quick", "--scale", TINY, "--json", str(out / "b.json"), "--plot", str(out / "b.png")]
+        )
+    finally:
+        mp.undo()
+    return {"code": code, "json": out / "b.json", "png": out / "b.png"}
+
+
+def test_quick_run_writes_valid_json(quick_run: dict[str, Any]) -> None:
+    assert quick_run["code"] == 0
+    doc = json.loads(quick_run["json"].read_text())
+    assert schema.validate(doc) == []
+    names = {job["name"] for job in doc["jobs"]}
+    assert {"armor", "dearmor", "armor-large", "armor-stream", "wkd-hash"} <= names
+    assert set(doc["machine"]["cpu_flags"]) == {"avx2", "pclmul", "sha_ni"}
+    for job in doc["jobs"]:
+        statuses = {r["impl"]: r["status"] for r in job["results"]}
+        assert "failed" not in statuses.values(), job
+        assert statuses[job["reference"]] == "ok"
+        measured = sum(1 for s in statuses.values() if s == "ok")
+        assert len(job["ratios"]) == measured - 1
+    assert doc["scaling"] and doc["scaling"][0]["points"]
+
+
+def test_quick_run_plot_written(quick_run: dict[str, Any]) -> None:
+    data = quick_run["png"].read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 1000
+
+
+def test_jsonschema_rejects_bad_document() -> None:
+    pytest.importorskip("jsonschema")
+    assert schema.validate({"schema": "pgpbulk-bench", "version": 1}) != []
+
+
+def _run_fake(tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    path = tmp_path / "run.json"
+    code = cli.main(["--quick", "--json", str(path), *extra])
+    return code, json.loads(path.read_text())
+
+
+def test_missing_peer_is_listed(fake_registry: dict[str, Job], tmp_path: Path, capsys: Any) -> None:
+    code, doc = _run_fake(tmp_path)
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"missing ({NO_SUCH_TOOL} not installed)" in out
+    ghost = next(r for r in doc["jobs"][0]["results"] if r["impl"] == "ghost")
+    assert ghost["status"] == "missing" and ghost["throughput"] is None
+    assert doc["peers"] == {NO_SUCH_TOOL: None}
+    assert schema.validate(doc) == []
+
+
+def test_fixed_timings_give_exact_ratios(fake_registry: dict[str, Job], tmp_path: Path) -> None:
+    _, doc = _run_fake(tmp_path)
+    ratios = {r["to"]: (r["value"], r["gated"]) for r in doc["jobs"][0]["ratios"]}
+    assert ratios == {"pure twin": (10.0, True), "other": (2.0, False)}
+    results = {r["impl"]: r for r in doc["jobs"][0]["results"]}
+    assert results["native"]["throughput"] == pytest.approx(0.001)  # 1000 bytes in 1 s
+
+
+def test_compare_equal_passes_higher_fails(fake_registry: dict[str, Job], tmp_path: Path) -> None:
+    _, doc = _run_fake(tmp_path)
+    for ratio in doc["jobs"][0]["ratios"]:
+        ratio["cpu"] = None  # fixed fake timings burn no CPU: gate on the exact wall ratios
+    same = tmp_path / "same.json"
+    same.write_text(json.dumps(doc))
+    assert cli.main(["--quick", "--compare", str(same)]) == 0
+
+    better = copy.deepcopy(doc)
+    for ratio in better["jobs"][0]["ratios"]:
+        ratio["value"] *= 2  # the previous run was twice as far ahead of the twin
+    prev = tmp_path / "prev.json"
+    prev.write_text(json.dumps(better))
+    assert cli.main(["--quick", "--compare", str(prev), "--fail-below", "0.3"]) == 1
+    # A drop to 50% passes when 60% is tolerated; the ungated ratio ("other") never fails.
+    assert cli.main(["--quick", "--compare", str(prev), "--fail-below", "0.6"]) == 0
+
+
+def test_compare_rules() -> None:
+    def doc(value: float, gated: bool = True, to: str = "gpg") -> dict[str, Any]:
+        ratio = {"of": "native", "to": to, "value": value, "gated": gated}
+        return {"jobs": [{"name": "armor", "ratios": [ratio]}]}
+
+    assert compare.compare(doc(30), doc(23), 0.25)[0].status == "ok"  # limit 22.5
+    assert compare.compare(doc(30), doc(22), 0.25)[0].status == "FAIL"
+    assert compare.compare(doc(30), doc(100), 0.25)[0].status == "ok"
+    assert not compare.compare(doc(30, gated=False), doc(1, gated=False), 0.25)
+    cpu_old, cpu_new = doc(30), doc(10)  # the CPU ratio is preferred when both sides have it
+    cpu_old["jobs"][0]["ratios"][0]["cpu"], cpu_new["jobs"][0]["ratios"][0]["cpu"] = 20.0, 19.0
+    check = compare.compare(cpu_old, cpu_new, 0.25)[0]
+    assert (check.status, check.clock) == ("ok", "cpu")
+    checks = compare.compare(doc(30), doc(30, to="sq"), 0.25)  # peer gone: reported, not failed
+    assert {c.status for c in checks} == {"not compared"} and not compare.failed(checks)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--only", "no-such-job"],
+        ["--fail-below", "0.2"],
+        ["--plot", "chart.pdf"],
+        ["--compare", "does-not-exist.json"],
+    ],
+)
+def test_usage_errors_exit_2(fake_registry: dict[str, Job], argv: list[str], capsys: Any) -> None:
+    assert cli.main(["--quick", *argv]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_compare_rejects_foreign_json(fake_registry: dict[str, Job], tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    other.write_text('{"schema": "something-else"}')
+    assert cli.main(["--quick", "--compare", str(other)]) == 2
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_plot_formats(fake_registry: dict[str, Job], tmp_path: Path, suffix: str) -> None:
+    pytest.importorskip("matplotlib")
+    chart = tmp_path / f"chart{suffix}"
+    assert cli.main(["--quick", "--plot", str(chart)]) == 0
+    assert chart.stat().st_size > 1000
+    assert chart.read_bytes().startswith(b"\x89PNG" if suffix == ".png" else b"<?xml")
+
+
+def test_data_is_deterministic_and_cached(bench_cache: Path) -> None:
+    spec = DataSpec("test-random", lambda size, seed: __import__("random").Random(seed).randbytes(size))
+    a = spec.dataset(100, seed=1)
+    assert a.path.parent == bench_cache and a.path.read_bytes() == a.raw
+    assert spec.dataset(100, seed=1).raw == a.raw
+    assert spec.dataset(100, seed=2).raw != a.raw
+
+
+def test_timer_shapes() -> None:
+    timing = sample(in_process(lambda data: sum(data)), list(range(100)), QUICK)
+    assert 0 < timing.best <= timing.median and 1 <= timing.runs <= QUICK.repeat
+
+
+def test_peers_do_the_same_work() -> None:
+    """The baselines must compute what we compute, or the ratios compare unlike work."""
+    from engine.bench import jobs_armor, jobs_wkd
+
+    data = bytes(range(256)) * 40
+    assert jobs_wkd.hashlib_hashes(["Joe.Doe", "ÄRGER"]) == [
+        "iy9q119eutrkn8s1mk4r39qejnbu3n5q",
+        "ewd7piirpeasam9iz8or84x4be3xhxqw",
+    ]
+    if peers.module_version("pybase64"):
+        assert jobs_armor._binascii_armor(data) == jobs_armor._pybase64_armor(data)
+    text = jobs_armor._armor(data)
+    assert jobs_armor._binascii_dearmor(text) == data == jobs_armor._dearmor(text)
