@@ -1,0 +1,282 @@
+"""ECDH session-key wrapping (RFC 6637, RFC 9580 section 11.5) and the X25519/X448 KEM (section 5.1.6-7).
+
+Legacy ECDH (algorithm 18) derives a key-encryption key with a one-step hash KDF over the shared secret
+and a parameter string bound to the recipient (curve OID, KDF parameters, "Anonymous Sender", recipient
+fingerprint), then AES-key-wraps the session-key frame ``[algo] key checksum`` PKCS#5-padded to a
+multiple of 8 octets, as gpg writes it. Curve25519 points are the native u-coordinate prefixed by 0x40;
+NIST points are SEC1 uncompressed (0x04 || X || Y).
+
+The RFC 9580 X25519/X448 algorithms (25/26) use HKDF over ``ephemeral || recipient || shared`` and wrap the
+bare session key (no checksum, no padding).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, x448, x25519
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
+from engine.errors import DecryptionFailed, MalformedPacket, UnsupportedAlgorithm
+from engine.openpgp.constants import Curve, HashAlgorithm, PublicKeyAlgorithm, SymmetricAlgorithm
+
+_ANONYMOUS_SENDER = b"Anonymous Sender    "
+_NIST_CURVES: dict[Curve, ec.EllipticCurve] = {
+    Curve.NIST_P256: ec.SECP256R1(),
+    Curve.NIST_P384: ec.SECP384R1(),
+    Curve.NIST_P521: ec.SECP521R1(),
+    Curve.BRAINPOOL_P256: ec.BrainpoolP256R1(),
+    Curve.BRAINPOOL_P384: ec.BrainpoolP384R1(),
+    Curve.BRAINPOOL_P512: ec.BrainpoolP512R1(),
+}
+_KDF_HASHES = {
+    HashAlgorithm.SHA256: hashes.SHA256,
+    HashAlgorithm.SHA384: hashes.SHA384,
+    HashAlgorithm.SHA512: hashes.SHA512,
+}
+_KEK_SIZES = {SymmetricAlgorithm.AES128: 16, SymmetricAlgorithm.AES192: 24, SymmetricAlgorithm.AES256: 32}
+
+EcPrivateKey = x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
+EcPublicKey = x25519.X25519PublicKey | ec.EllipticCurvePublicKey
+
+
+@dataclass(frozen=True, slots=True)
+class EcdhParams:
+    """The recipient-side constants of a legacy ECDH key: curve, KDF hash and key-wrap cipher."""
+
+    curve: Curve
+    kdf_hash: HashAlgorithm
+    kek_cipher: SymmetricAlgorithm
+
+    def param_string(self, fingerprint: bytes) -> bytes:
+        """RFC 9580 section 11.5 KDF parameter string for a recipient (v4 fingerprint: 20 octets)."""
+        oid = self.curve.oid
+        return b"".join(
+            (
+                bytes((len(oid),)),
+                oid,
+                bytes((PublicKeyAlgorithm.ECDH, 3, 1, self.kdf_hash, self.kek_cipher)),
+                _ANONYMOUS_SENDER,
+                fingerprint,
+            )
+        )
+
+
+_IV = b"\xa6" * 8
+
+
+def key_wrap(kek: bytes, data: bytes) -> bytes:
+    """RFC 3394 AES key wrap; a tight loop (the step counter fits one octet for keys up to 336 octets)."""
+    n = len(data) // 8
+    if len(data) % 8 or n < 2 or 6 * n > 255:
+        return aes_key_wrap(kek, data)
+    enc = Cipher(algorithms.AES(kek), modes.ECB()).encryptor().update
+    a = _IV
+    r = [data[i : i + 8] for i in range(0, len(data), 8)]
+    t = 0
+    for _ in range(6):
+        for i in range(n):
+            t += 1
+            b = enc(a + r[i])
+            a = b[:7] + bytes((b[7] ^ t,))
+            r[i] = b[8:]
+    return a + b"".join(r)
+
+
+def key_unwrap(kek: bytes, data: bytes) -> bytes:
+    """RFC 3394 AES key unwrap; InvalidUnwrap when the integrity check fails."""
+    n = len(data) // 8 - 1
+    if len(data) % 8 or n < 2 or 6 * n > 255:
+        return aes_key_unwrap(kek, data)
+    dec = Cipher(algorithms.AES(kek), modes.ECB()).decryptor().update
+    a = data[:8]
+    r = [data[i : i + 8] for i in range(8, len(data), 8)]
+    t = 6 * n
+    for _ in range(6):
+        for i in range(n - 1, -1, -1):
+            b = dec(a[:7] + bytes((a[7] ^ t,)) + r[i])
+            t -= 1
+            a = b[:8]
+            r[i] = b[8:]
+    if not hmac.compare_digest(a, _IV):
+        raise InvalidUnwrap()
+    return b"".join(r)
+
+
+def kdf(params: EcdhParams, shared: bytes, fingerprint: bytes) -> bytes:
+    """One-step KDF: ``Hash(00 00 00 01 || Z || param)`` truncated to the key-wrap key size."""
+    factory = _KDF_HASHES.get(params.kdf_hash)
+    size = _KEK_SIZES.get(params.kek_cipher)
+    if factory is None or size is None:
+        raise UnsupportedAlgorithm(f"ECDH KDF {params.kdf_hash!r} / key wrap {params.kek_cipher!r}")
+    h = hashes.Hash(factory())
+    h.update(b"\x00\x00\x00\x01")
+    h.update(shared)
+    h.update(params.param_string(fingerprint))
+    digest = h.finalize()
+    if len(digest) < size:
+        raise UnsupportedAlgorithm("ECDH KDF hash is shorter than the key-wrap key")
+    return digest[:size]
+
+
+def session_key_frame(key: bytes, algorithm: int | None) -> bytes:
+    """``[algo] key checksum`` (algo only for v3 PKESK) PKCS#5-padded to a multiple of 8 octets."""
+    frame = (bytes((algorithm,)) if algorithm is not None else b"") + key + checksum(key)
+    pad = 8 - len(frame) % 8
+    return frame + bytes((pad,)) * pad
+
+
+def parse_session_key_frame(frame: bytes, with_algorithm: bool) -> tuple[int | None, bytes]:
+    """Undo :func:`session_key_frame`: strip PKCS#5 padding, check the checksum."""
+    if not frame:
+        raise DecryptionFailed("session key frame is empty")
+    pad = frame[-1]
+    if not 1 <= pad <= min(len(frame), 8) or frame[-pad:] != bytes((pad,)) * pad:
+        raise DecryptionFailed("bad session key padding")
+    return split_checked_key(frame[:-pad], with_algorithm)
+
+
+def split_checked_key(data: bytes, with_algorithm: bool) -> tuple[int | None, bytes]:
+    """Split ``[algo] key checksum`` and verify the two-octet checksum."""
+    algorithm = data[0] if with_algorithm and data else None
+    key = data[1:-2] if with_algorithm else data[:-2]
+    if len(key) < 5 or checksum(key) != data[-2:]:
+        raise DecryptionFailed("session key checksum mismatch")
+    return algorithm, key
+
+
+def checksum(key: bytes) -> bytes:
+    """Sum of the key octets modulo 65536, big-endian (RFC 9580 section 5.1)."""
+    return (sum(key) & 0xFFFF).to_bytes(2, "big")
+
+
+# --- legacy ECDH (algorithm 18) -----------------------------------------------------------------------
+
+
+def encode_point(curve: Curve, public: EcPublicKey) -> bytes:
+    """Wire form of a point: 0x40 || u for Curve25519, SEC1 uncompressed for NIST/brainpool."""
+    if curve is Curve.CURVE25519_LEGACY:
+        assert isinstance(public, x25519.X25519PublicKey)
+        return b"\x40" + public.public_bytes_raw()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return public.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+
+
+def decode_point(curve: Curve, point: bytes) -> EcPublicKey:
+    """Parse a wire point for ``curve``; MalformedPacket when it is not a valid point."""
+    try:
+        if curve is Curve.CURVE25519_LEGACY:
+            if len(point) != 33 or point[0] != 0x40:
+                raise MalformedPacket("Curve25519 point must be 0x40 followed by 32 octets")
+            return x25519.X25519PublicKey.from_public_bytes(point[1:])
+        ec_curve = _NIST_CURVES.get(curve)
+        if ec_curve is None:
+            raise UnsupportedAlgorithm(f"ECDH on curve {curve.name}")
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec_curve, point)
+    except ValueError as exc:
+        raise MalformedPacket(f"invalid ECDH point: {exc}") from None
+
+
+def cv25519_private_from_mpi(scalar: bytes) -> x25519.X25519PrivateKey:
+    """A legacy Cv25519 secret is stored big-endian (reversed native order) as an MPI."""
+    if len(scalar) > 32:
+        raise MalformedPacket("Cv25519 secret scalar longer than 32 octets")
+    return x25519.X25519PrivateKey.from_private_bytes(scalar.rjust(32, b"\x00")[::-1])
+
+
+def _shared(private: EcPrivateKey, peer: EcPublicKey) -> bytes:
+    if isinstance(private, x25519.X25519PrivateKey):
+        assert isinstance(peer, x25519.X25519PublicKey)
+        shared = private.exchange(peer)
+    else:
+        assert isinstance(peer, ec.EllipticCurvePublicKey)
+        shared = private.exchange(ec.ECDH(), peer)  # the x-coordinate, field-sized
+    return shared
+
+
+def ecdh_wrap(
+    params: EcdhParams, recipient: EcPublicKey, fingerprint: bytes, key: bytes, algorithm: int | None
+) -> tuple[bytes, bytes]:
+    """Wrap a session key for a legacy ECDH recipient: returns (ephemeral point, wrapped key)."""
+    eph: EcPrivateKey
+    if params.curve is Curve.CURVE25519_LEGACY:
+        eph = x25519.X25519PrivateKey.generate()
+    else:
+        ec_curve = _NIST_CURVES.get(params.curve)
+        if ec_curve is None:
+            raise UnsupportedAlgorithm(f"ECDH on curve {params.curve.name}")
+        eph = ec.generate_private_key(ec_curve)
+    kek = kdf(params, _shared(eph, recipient), fingerprint)
+    wrapped = key_wrap(kek, session_key_frame(key, algorithm))
+    return encode_point(params.curve, eph.public_key()), wrapped
+
+
+def ecdh_unwrap(
+    params: EcdhParams,
+    private: EcPrivateKey,
+    fingerprint: bytes,
+    point: bytes,
+    wrapped: bytes,
+    with_algorithm: bool,
+) -> tuple[int | None, bytes]:
+    """Recover ``(algorithm, session key)`` from a legacy ECDH PKESK; DecryptionFailed on any mismatch."""
+    peer = decode_point(params.curve, point)
+    try:
+        kek = kdf(params, _shared(private, peer), fingerprint)
+        frame = key_unwrap(kek, wrapped)
+    except (InvalidUnwrap, ValueError):
+        raise DecryptionFailed("ECDH session key unwrap failed") from None
+    return parse_session_key_frame(frame, with_algorithm)
+
+
+# --- X25519 / X448 (algorithms 25, 26) ----------------------------------------------------------------
+
+_NATIVE = {
+    PublicKeyAlgorithm.X25519: (x25519, hashes.SHA256, b"OpenPGP X25519", 16),
+    PublicKeyAlgorithm.X448: (x448, hashes.SHA512, b"OpenPGP X448", 32),
+}
+
+NativePrivateKey = x25519.X25519PrivateKey | x448.X448PrivateKey
+NativePublicKey = x25519.X25519PublicKey | x448.X448PublicKey
+
+
+def _native_kek(algorithm: PublicKeyAlgorithm, eph: bytes, recipient: bytes, shared: bytes) -> bytes:
+    _mod, hash_factory, info, size = _NATIVE[algorithm]
+    return HKDF(hash_factory(), size, salt=None, info=info).derive(eph + recipient + shared)
+
+
+def native_wrap(algorithm: PublicKeyAlgorithm, recipient: NativePublicKey, key: bytes) -> tuple[bytes, bytes]:
+    """RFC 9580 section 5.1.6/5.1.7 encapsulation: returns (ephemeral public, wrapped session key)."""
+    if algorithm not in _NATIVE:
+        raise UnsupportedAlgorithm(f"native KEM {algorithm!r}")
+    mod = _NATIVE[algorithm][0]
+    eph = mod.X25519PrivateKey.generate() if mod is x25519 else mod.X448PrivateKey.generate()
+    eph_pub = eph.public_key().public_bytes_raw()
+    shared = eph.exchange(recipient)  # type: ignore[arg-type]
+    kek = _native_kek(algorithm, eph_pub, recipient.public_bytes_raw(), shared)
+    return eph_pub, key_wrap(kek, key)
+
+
+def native_unwrap(
+    algorithm: PublicKeyAlgorithm, private: NativePrivateKey, eph_pub: bytes, wrapped: bytes
+) -> bytes:
+    """Recover the session key of an X25519/X448 PKESK; DecryptionFailed on any mismatch."""
+    if algorithm not in _NATIVE:
+        raise UnsupportedAlgorithm(f"native KEM {algorithm!r}")
+    mod = _NATIVE[algorithm][0]
+    try:
+        if mod is x25519:
+            peer: NativePublicKey = x25519.X25519PublicKey.from_public_bytes(eph_pub)
+        else:
+            peer = x448.X448PublicKey.from_public_bytes(eph_pub)
+        shared = private.exchange(peer)  # type: ignore[arg-type]
+        kek = _native_kek(algorithm, eph_pub, private.public_key().public_bytes_raw(), shared)
+        return key_unwrap(kek, wrapped)
+    except (InvalidUnwrap, ValueError, TypeError):
+        raise DecryptionFailed(f"{algorithm.name} session key unwrap failed") from None

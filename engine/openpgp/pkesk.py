@@ -1,0 +1,244 @@
+"""Public-Key Encrypted Session Key packets, tag 1 (RFC 9580 section 5.1), versions 3 and 6.
+
+v3: ``03 || key ID (8) || algo || fields``; v6: ``06 || n || [key version || fingerprint] || algo ||
+fields`` where ``n = 0`` marks an anonymous recipient (as does an all-zero key ID in v3).
+
+Algorithm fields and the plaintext they protect:
+- RSA: one MPI, PKCS#1 v1.5 over ``[cipher] key checksum`` (cipher octet only in v3).
+- ECDH (legacy, 18): MPI point, one-octet length, AES-key-wrapped padded frame (see ``ecdh``).
+- X25519/X448 (25/26): fixed ephemeral key, one-octet length, [cipher in clear, v3 only], wrapped key
+  (no checksum, no padding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from engine.errors import DecryptionFailed, UnsupportedAlgorithm
+from engine.openpgp import ecdh
+from engine.openpgp.constants import NATIVE_KEY_SIZE, PacketTag, PublicKeyAlgorithm, SymmetricAlgorithm
+from engine.openpgp.mpi import mpi_bytes, read_mpi_bytes
+from engine.openpgp.packet import BodyReader, Packet, write_packet
+
+WILDCARD_KEY_ID = bytes(8)
+_RSA = (PublicKeyAlgorithm.RSA, PublicKeyAlgorithm.RSA_ENCRYPT_ONLY)
+_ELGAMAL = (PublicKeyAlgorithm.ELGAMAL, PublicKeyAlgorithm.ELGAMAL_ENCRYPT_OR_SIGN)
+_NATIVE = (PublicKeyAlgorithm.X25519, PublicKeyAlgorithm.X448)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKey:
+    """A decrypted session key. ``algorithm`` is None when it came from a v6 PKESK (SEIPD v2 names it)."""
+
+    algorithm: SymmetricAlgorithm | None
+    key: bytes = field(repr=False)
+
+    def __repr__(self) -> str:  # never show key material
+        name = self.algorithm.name if self.algorithm is not None else "unspecified"
+        return f"SessionKey({name}, {len(self.key)} octets)"
+
+
+@dataclass(frozen=True, slots=True)
+class Pkesk:
+    """A parsed PKESK. ``fields`` holds the algorithm-specific values:
+
+    RSA ``(c,)``; ElGamal ``(a, b)``; ECDH ``(point, wrapped)``; X25519/X448 ``(ephemeral, cipher|None,
+    wrapped)``. Big integers are kept as their big-endian bytes.
+    """
+
+    version: int
+    algorithm: int
+    key_id: bytes
+    fields: tuple[Any, ...]
+    fingerprint: bytes | None = None
+    key_version: int | None = None
+    offset: int = 0
+
+    @property
+    def anonymous(self) -> bool:
+        """True when the recipient is hidden (wildcard key ID / empty v6 fingerprint)."""
+        return self.key_id == WILDCARD_KEY_ID and self.fingerprint is None
+
+    # --- read ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, packet: Packet) -> Pkesk:
+        """Parse a tag 1 packet; MalformedPacket with the byte offset on bad structure."""
+        r = BodyReader.of(packet, "PKESK")
+        version = r.u8("version")
+        fpr: bytes | None = None
+        key_version: int | None = None
+        if version == 3:
+            key_id = r.take(8, "key ID")
+        elif version == 6:
+            n = r.u8("recipient length")
+            if n:
+                key_version = r.u8("key version")
+                fpr = r.take(n - 1, "fingerprint")
+                if (key_version, len(fpr)) not in ((4, 20), (6, 32)):
+                    raise r.fail(f"fingerprint of {len(fpr)} octets for a v{key_version} key")
+                key_id = fpr[-8:] if key_version == 4 else fpr[:8]
+            else:
+                key_id = WILDCARD_KEY_ID
+        else:
+            raise r.fail(f"unsupported PKESK version {version}", at=0)
+        algorithm = r.u8("public-key algorithm")
+        fields = _read_fields(r, algorithm, version)
+        r.expect_end()
+        return cls(version, algorithm, key_id, fields, fpr, key_version, packet.offset)
+
+    # --- write --------------------------------------------------------------------------------------
+
+    def serialize(self) -> bytes:
+        """The whole packet, header included."""
+        if self.version == 3:
+            head = b"\x03" + self.key_id
+        elif self.fingerprint is None:
+            head = b"\x06\x00"
+        else:
+            head = bytes((6, len(self.fingerprint) + 1, self.key_version or 4)) + self.fingerprint
+        return write_packet(PacketTag.PKESK, head + bytes((self.algorithm,)) + _write_fields(self))
+
+
+def _read_fields(r: BodyReader, algorithm: int, version: int) -> tuple[Any, ...]:
+    if algorithm in _RSA:
+        return (read_mpi_bytes(r, "RSA ciphertext"),)
+    if algorithm in _ELGAMAL:
+        return (read_mpi_bytes(r, "ElGamal a"), read_mpi_bytes(r, "ElGamal b"))
+    if algorithm == PublicKeyAlgorithm.ECDH:
+        point = read_mpi_bytes(r, "ECDH ephemeral point")
+        n = r.u8("wrapped key length")
+        return (point, r.take(n, "wrapped session key"))
+    if algorithm in _NATIVE:
+        eph = r.take(NATIVE_KEY_SIZE[PublicKeyAlgorithm(algorithm)], "ephemeral key")
+        n = r.u8("wrapped key length")
+        cipher = None
+        if version == 3:
+            if n < 1:
+                raise r.fail("X25519/X448 v3 PKESK lacks the cipher octet")
+            cipher = r.u8("cipher")
+            n -= 1
+        return (eph, cipher, r.take(n, "wrapped session key"))
+    raise UnsupportedAlgorithm(f"PKESK public-key algorithm {algorithm}")
+
+
+def _write_fields(p: Pkesk) -> bytes:
+    if p.algorithm in _RSA:
+        return mpi_bytes(p.fields[0])
+    if p.algorithm == PublicKeyAlgorithm.ECDH:
+        point, wrapped = p.fields
+        return mpi_bytes(point) + bytes((len(wrapped),)) + wrapped
+    if p.algorithm in _NATIVE:
+        eph, cipher, wrapped = p.fields
+        clear = bytes((cipher,)) if p.version == 3 else b""
+        return eph + bytes((len(clear) + len(wrapped),)) + clear + wrapped
+    raise UnsupportedAlgorithm(f"writing a PKESK for public-key algorithm {p.algorithm}")
+
+
+def parse_pkesk(packet: Packet) -> Pkesk:
+    """Function form of :meth:`Pkesk.parse`."""
+    return Pkesk.parse(packet)
+
+
+# --- session key encryption ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """What encryption needs from a recipient's (sub)key: IDs, algorithm and the public key object.
+
+    ``public`` is a `cryptography` public key; ``ecdh`` is set for algorithm 18. Resolve a certificate
+    into a Recipient once (``engine.openpgp.message.resolve_recipients``) when encrypting many messages.
+    """
+
+    algorithm: PublicKeyAlgorithm
+    fingerprint: bytes
+    key_version: int
+    public: Any
+    ecdh: ecdh.EcdhParams | None = None
+    seipd_v2: bool = False  # the certificate's Features advertise SEIPD v2
+
+    @property
+    def key_id(self) -> bytes:
+        return self.fingerprint[-8:] if self.key_version == 4 else self.fingerprint[:8]
+
+
+def encrypt_session_key(
+    recipient: Recipient, session_key: SessionKey, version: int = 3, anonymous: bool = False
+) -> Pkesk:
+    """A PKESK carrying ``session_key`` to ``recipient`` (v3 needs ``session_key.algorithm``)."""
+    alg = recipient.algorithm
+    cipher = session_key.algorithm if version == 3 else None
+    if version == 3 and cipher is None:
+        raise UnsupportedAlgorithm("a v3 PKESK needs the session key's cipher")
+    if alg in _RSA:
+        frame = (
+            (bytes((cipher,)) if cipher is not None else b"")
+            + session_key.key
+            + ecdh.checksum(session_key.key)
+        )
+        fields: tuple[Any, ...] = (recipient.public.encrypt(frame, padding.PKCS1v15()),)
+    elif alg == PublicKeyAlgorithm.ECDH:
+        if recipient.ecdh is None:
+            raise UnsupportedAlgorithm("ECDH recipient without KDF parameters")
+        fields = ecdh.ecdh_wrap(
+            recipient.ecdh, recipient.public, recipient.fingerprint, session_key.key, cipher
+        )
+    elif alg in _NATIVE:
+        if cipher is not None and not SymmetricAlgorithm(cipher).is_aes:
+            raise UnsupportedAlgorithm("X25519/X448 recipients require an AES session key (RFC 9580 5.1.6)")
+        eph, wrapped = ecdh.native_wrap(alg, recipient.public, session_key.key)
+        fields = (eph, cipher, wrapped)
+    else:
+        raise UnsupportedAlgorithm(f"encrypting to public-key algorithm {alg!r}")
+    if version == 3:
+        return Pkesk(3, alg, WILDCARD_KEY_ID if anonymous else recipient.key_id, fields)
+    if anonymous:
+        return Pkesk(6, alg, WILDCARD_KEY_ID, fields)
+    return Pkesk(6, alg, recipient.key_id, fields, recipient.fingerprint, recipient.key_version)
+
+
+def decrypt_session_key(
+    pkesk: Pkesk, private: Any, fingerprint: bytes, params: ecdh.EcdhParams | None = None
+) -> SessionKey:
+    """Recover the session key of ``pkesk`` with a `cryptography` private key.
+
+    ``fingerprint`` is the recipient's (needed by the ECDH KDF). Any failure is DecryptionFailed,
+    deliberately without details.
+    """
+    with_alg = pkesk.version == 3
+    alg = pkesk.algorithm
+    if alg in _RSA:
+        if not isinstance(private, rsa.RSAPrivateKey):
+            raise DecryptionFailed("key does not match the PKESK algorithm")
+        size = (private.key_size + 7) // 8
+        c = pkesk.fields[0]
+        if len(c) > size:
+            raise DecryptionFailed("RSA ciphertext larger than the modulus")
+        try:
+            frame = private.decrypt(c.rjust(size, b"\x00"), padding.PKCS1v15())
+        except ValueError:
+            raise DecryptionFailed("RSA session key decryption failed") from None
+        cipher, key = ecdh.split_checked_key(frame, with_alg)
+    elif alg == PublicKeyAlgorithm.ECDH:
+        if params is None:
+            raise DecryptionFailed("ECDH key without KDF parameters")
+        point, wrapped = pkesk.fields
+        cipher, key = ecdh.ecdh_unwrap(params, private, fingerprint, point, wrapped, with_alg)
+    elif alg in _NATIVE:
+        eph, cipher, wrapped = pkesk.fields
+        key = ecdh.native_unwrap(PublicKeyAlgorithm(alg), private, eph, wrapped)
+    else:
+        raise UnsupportedAlgorithm(f"decrypting public-key algorithm {alg}")
+    if cipher is None:
+        return SessionKey(None, key)
+    try:
+        sym = SymmetricAlgorithm(cipher)
+    except ValueError:
+        raise DecryptionFailed("unknown session key cipher") from None
+    if sym.key_size != len(key):
+        raise DecryptionFailed("session key size does not match its cipher")
+    return SessionKey(sym, key)
