@@ -50,4 +50,3 @@ def gnupghome(tmp_path: Path) -> Iterator[Path]:
     yield home
     if shutil.which("gpgconf"):
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)
-
