@@ -1,0 +1,142 @@
+"""Run a job through the pool into a sink, journaling every batch, stopping cleanly on Ctrl-C.
+
+:func:`run_journaled` is the loop every bulk job shares: start or resume from the journal, rewind the sink,
+skip the finished input, run the rest through :func:`~engine.scheduler.pool.run_batches`, and for each
+batch write, fsync, commit. A first Ctrl-C starts no new batch, lets the running ones finish and be
+written and committed, then stops (:class:`Interrupted`, whose message says how to resume); a second
+one stops at once, which is still safe (the journal never claims more than the sink made durable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.errors import PgpBulkError
+from engine.scheduler.journal import START, Journal, Position, params_digest
+from engine.scheduler.pool import Failed, WorkerCrashed, run_batches
+from engine.scheduler.progress import Progress
+from engine.scheduler.report import RunReport
+from engine.scheduler.sink import ResumableSink
+
+log = logging.getLogger(__name__)
+
+RESUME_HINT = "run the same command again with --resume to continue"
+_END = object()
+
+
+class Interrupted(PgpBulkError):
+    """The run was stopped (Ctrl-C); the journal is consistent and the run can be resumed."""
+
+    def __init__(self, position: Position, journal: Path) -> None:
+        self.position = position
+        self.journal = journal
+        super().__init__(
+            f"interrupted: {position.items} items done and journaled in {journal}; {RESUME_HINT}"
+        )
+
+
+@contextlib.contextmanager
+def graceful_interrupt() -> Iterator[threading.Event]:
+    """First SIGINT sets the event (finish the running batches, then stop); the second raises at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        log.warning("stopping after the batches in progress (Ctrl-C again to stop at once)")
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _default_outcome(result: Any) -> str:
+    return "failed" if isinstance(result, Failed) else "done"
+
+
+def run_journaled(
+    source: Iterable[Any] | Callable[[int], Iterable[Any]],
+    fn: Callable[..., Any],
+    sink: ResumableSink,
+    journal: Journal,
+    params: Mapping[str, Any] | str,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+    report: RunReport | None = None,
+    outcome: Callable[[Any], str] = _default_outcome,
+    **pool_options: Any,
+) -> Position:
+    """Run ``fn`` over ``source`` into ``sink``; return the final position.
+
+    ``source`` is the whole input, or a function ``skip -> iterable`` starting at item ``skip`` (for
+    sources that can seek). ``params`` (or its :func:`params_digest`) must change whenever the output
+    would; a resume with other params is refused. ``outcome`` names each result for ``report``;
+    ``pool_options`` go to :func:`run_batches` (workers, batch_size, executor, initializer, ...).
+    A finished journal on resume leaves the output alone. Raises :class:`Interrupted` on Ctrl-C and
+    :class:`WorkerCrashed` (message says how to resume) when a worker dies.
+    """
+    digest = params if isinstance(params, str) else params_digest(params)
+    start = journal.begin(digest, resume=resume)
+    if journal.finished:
+        journal.close()
+        log.info("%s: the run had already finished; nothing to do", journal.path)
+        return start
+    try:
+        sink.rewind(start)
+        if start is not START:
+            log.info("resuming after item %d (output offset %d)", start.items, start.offset)
+        items = iter(source(start.items) if callable(source) else itertools.islice(source, start.items, None))
+        if progress is not None:
+            progress.begin(start.items)
+        position = start
+        with (
+            graceful_interrupt() as stop,
+            contextlib.closing(
+                run_batches(
+                    items, fn, start_index=start.items, start_batch=start.batch + 1, stop=stop, **pool_options
+                )
+            ) as batches,
+        ):
+            for batch in batches:
+                sink.write_batch(batch.results)
+                offset, sink_digest = sink.checkpoint()
+                new = Position(batch.end, offset, sink_digest, batch.index)
+                journal.commit(new)
+                if report is not None:
+                    for result in batch.results:
+                        report.add(outcome(result))
+                    report.add_bytes(batch.nbytes, offset - position.offset)
+                position = new
+                if progress is not None:
+                    progress.update(len(batch.results), batch.nbytes)
+            # A stop leaves input unread (the peeked item is read again on resume).
+            if stop.is_set() and next(items, _END) is not _END:
+                raise Interrupted(position, journal.path)
+        journal.finish()
+    except KeyboardInterrupt:
+        raise Interrupted(journal.last() or START, journal.path) from None
+    except WorkerCrashed as exc:
+        done = (journal.last() or START).items
+        hint = f"{done} items are journaled in {journal.path}; {RESUME_HINT}"
+        raise WorkerCrashed(exc.next_index, hint) from exc
+    finally:
+        if report is not None:
+            report.stop()
+        if progress is not None:
+            progress.close()
+        journal.close()
+    return position
