@@ -21,7 +21,10 @@ C_DIR = EXT_DIR / "csrc"
 NATIVE_MODULES: list[tuple[str, str, list[str]]] = [
     ("_armor_c", "_armor_c.pyx", ["base64_simd.c", "crc24.c", "cpu.c"]),
     ("_wkd_c", "_wkd_c.pyx", ["sha1.c", "zbase32.c", "cpu.c"]),
+    ("_pgpcrypto_c", "_pgpcrypto_c.pyx", ["pgpcrypto.c"]),
 ]
+# Libraries a module links against (OpenSSL's libcrypto: package libssl-dev on Debian).
+LIBRARIES: dict[str, list[str]] = {"_pgpcrypto_c": ["crypto"]}
 
 
 def _extensions() -> list[Extension]:
@@ -41,6 +44,7 @@ def _extensions() -> list[Extension]:
                 f"engine.{name}",
                 sources=sources,
                 include_dirs=[str(C_DIR)],
+                libraries=LIBRARIES.get(name, []),
                 extra_compile_args=compile_args,
                 language="c",
             )

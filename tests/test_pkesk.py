@@ -14,7 +14,14 @@ from engine.openpgp.constants import Curve, HashAlgorithm, PacketTag, PublicKeyA
 from engine.openpgp.ecdh import EcdhParams
 from engine.openpgp.keys import read_certs
 from engine.openpgp.packet import iter_packets
-from engine.openpgp.pkesk import Pkesk, Recipient, SessionKey, decrypt_session_key, encrypt_session_key
+from engine.openpgp.pkesk import (
+    Pkesk,
+    Recipient,
+    SessionKey,
+    decrypt_session_key,
+    encrypt_session_key,
+    pkesk_packet,
+)
 from engine.openpgp.provider import InProcessKeyProvider
 
 A = PublicKeyAlgorithm
@@ -112,6 +119,31 @@ def test_encrypt_parse_decrypt(alg: A, curve: Curve | None, version: int) -> Non
     got = decrypt_session_key(parsed, priv, recipient.fingerprint, params)
     assert got.key == sk.key
     assert got.algorithm == (AES256 if version == 3 else None)
+
+
+@pytest.mark.parametrize(("alg", "curve"), CASES)
+@pytest.mark.parametrize(("version", "anonymous"), [(3, False), (6, False), (3, True), (6, True)])
+def test_pkesk_packet_fast_path_matches(
+    impl: str, alg: A, curve: Curve | None, version: int, anonymous: bool
+) -> None:
+    """``pkesk_packet`` (cached parts, used by bulk encryption) writes what ``encrypt_session_key`` would."""
+    recipient, priv = _pair(alg, curve)
+    sk = SessionKey(AES256, os.urandom(32))
+    for _ in range(2):  # the second call runs on the cached parts
+        wire = pkesk_packet(recipient, sk, version, anonymous)
+        parsed = Pkesk.parse(next(iter(iter_packets(wire))))
+        assert parsed.serialize() == wire
+        want = encrypt_session_key(recipient, sk, version, anonymous)
+        assert (parsed.version, parsed.algorithm, parsed.key_id, parsed.fingerprint) == (
+            want.version,
+            want.algorithm,
+            want.key_id,
+            want.fingerprint,
+        )
+        if alg != A.RSA:  # an RSA ciphertext MPI is sometimes an octet shorter
+            sizes = [[len(f) if isinstance(f, bytes) else f for f in p.fields] for p in (parsed, want)]
+            assert sizes[0] == sizes[1]
+        assert decrypt_session_key(parsed, priv, recipient.fingerprint, recipient.ecdh).key == sk.key
 
 
 def test_anonymous_recipient_round_trip() -> None:

@@ -12,15 +12,14 @@ bare session key (no checksum, no padding).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, x448, x25519
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap
 
+from engine._native import kernel
 from engine.errors import DecryptionFailed, MalformedPacket, UnsupportedAlgorithm
 from engine.openpgp.constants import Curve, HashAlgorithm, PublicKeyAlgorithm, SymmetricAlgorithm
 
@@ -33,11 +32,7 @@ _NIST_CURVES: dict[Curve, ec.EllipticCurve] = {
     Curve.BRAINPOOL_P384: ec.BrainpoolP384R1(),
     Curve.BRAINPOOL_P512: ec.BrainpoolP512R1(),
 }
-_KDF_HASHES = {
-    HashAlgorithm.SHA256: hashes.SHA256,
-    HashAlgorithm.SHA384: hashes.SHA384,
-    HashAlgorithm.SHA512: hashes.SHA512,
-}
+_KDF_HASHES = {HashAlgorithm.SHA256: "sha256", HashAlgorithm.SHA384: "sha384", HashAlgorithm.SHA512: "sha512"}
 _KEK_SIZES = {SymmetricAlgorithm.AES128: 16, SymmetricAlgorithm.AES192: 24, SymmetricAlgorithm.AES256: 32}
 
 EcPrivateKey = x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -66,58 +61,33 @@ class EcdhParams:
         )
 
 
-_IV = b"\xa6" * 8
-
-
 def key_wrap(kek: bytes, data: bytes) -> bytes:
-    """RFC 3394 AES key wrap; a tight loop (the step counter fits one octet for keys up to 336 octets)."""
-    n = len(data) // 8
-    if len(data) % 8 or n < 2 or 6 * n > 255:
-        return aes_key_wrap(kek, data)
-    enc = Cipher(algorithms.AES(kek), modes.ECB()).encryptor().update
-    a = _IV
-    r = [data[i : i + 8] for i in range(0, len(data), 8)]
-    t = 0
-    for _ in range(6):
-        for i in range(n):
-            t += 1
-            b = enc(a + r[i])
-            a = b[:7] + bytes((b[7] ^ t,))
-            r[i] = b[8:]
-    return a + b"".join(r)
+    """RFC 3394 AES key wrap (the ``pgpcrypto`` kernel: one C call, not 6n Python-level AES calls)."""
+    return kernel("pgpcrypto").aes_key_wrap(kek, data)
 
 
 def key_unwrap(kek: bytes, data: bytes) -> bytes:
-    """RFC 3394 AES key unwrap; InvalidUnwrap when the integrity check fails."""
-    n = len(data) // 8 - 1
-    if len(data) % 8 or n < 2 or 6 * n > 255:
-        return aes_key_unwrap(kek, data)
-    dec = Cipher(algorithms.AES(kek), modes.ECB()).decryptor().update
-    a = data[:8]
-    r = [data[i : i + 8] for i in range(8, len(data), 8)]
-    t = 6 * n
-    for _ in range(6):
-        for i in range(n - 1, -1, -1):
-            b = dec(a[:7] + bytes((a[7] ^ t,)) + r[i])
-            t -= 1
-            a = b[:8]
-            r[i] = b[8:]
-    if not hmac.compare_digest(a, _IV):
-        raise InvalidUnwrap()
-    return b"".join(r)
+    """RFC 3394 AES key unwrap; InvalidUnwrap when the integrity check fails, ValueError on bad sizes."""
+    if len(kek) not in (16, 24, 32) or len(data) % 8 or len(data) < 24:
+        raise ValueError("AES key unwrap needs a 16/24/32-octet KEK and 8n (n >= 3) wrapped octets")
+    try:
+        return kernel("pgpcrypto").aes_key_unwrap(kek, data)
+    except ValueError:
+        raise InvalidUnwrap() from None
 
 
-def kdf(params: EcdhParams, shared: bytes, fingerprint: bytes) -> bytes:
-    """One-step KDF: ``Hash(00 00 00 01 || Z || param)`` truncated to the key-wrap key size."""
-    factory = _KDF_HASHES.get(params.kdf_hash)
+def kdf(params: EcdhParams, shared: bytes, fingerprint: bytes, param: bytes | None = None) -> bytes:
+    """One-step KDF: ``Hash(00 00 00 01 || Z || param)`` truncated to the key-wrap key size.
+
+    ``param`` is ``params.param_string(fingerprint)`` when the caller has it cached already.
+    """
+    name = _KDF_HASHES.get(params.kdf_hash)
     size = _KEK_SIZES.get(params.kek_cipher)
-    if factory is None or size is None:
+    if name is None or size is None:
         raise UnsupportedAlgorithm(f"ECDH KDF {params.kdf_hash!r} / key wrap {params.kek_cipher!r}")
-    h = hashes.Hash(factory())
-    h.update(b"\x00\x00\x00\x01")
-    h.update(shared)
-    h.update(params.param_string(fingerprint))
-    digest = h.finalize()
+    if param is None:
+        param = params.param_string(fingerprint)
+    digest = hashlib.new(name, b"\x00\x00\x00\x01" + shared + param).digest()
     if len(digest) < size:
         raise UnsupportedAlgorithm("ECDH KDF hash is shorter than the key-wrap key")
     return digest[:size]
@@ -206,7 +176,7 @@ def ecdh_wrap(
     """Wrap a session key for a legacy ECDH recipient: returns (ephemeral point, wrapped key)."""
     eph: EcPrivateKey
     if params.curve is Curve.CURVE25519_LEGACY:
-        eph = x25519.X25519PrivateKey.generate()
+        eph = new_x25519_key()
     else:
         ec_curve = _NIST_CURVES.get(params.curve)
         if ec_curve is None:
@@ -237,26 +207,35 @@ def ecdh_unwrap(
 
 # --- X25519 / X448 (algorithms 25, 26) ----------------------------------------------------------------
 
+# algorithm -> (module, HKDF hash, info, KEK size)
 _NATIVE = {
-    PublicKeyAlgorithm.X25519: (x25519, hashes.SHA256, b"OpenPGP X25519", 16),
-    PublicKeyAlgorithm.X448: (x448, hashes.SHA512, b"OpenPGP X448", 32),
+    PublicKeyAlgorithm.X25519: (x25519, "sha256", b"OpenPGP X25519", 16),
+    PublicKeyAlgorithm.X448: (x448, "sha512", b"OpenPGP X448", 32),
 }
 
 NativePrivateKey = x25519.X25519PrivateKey | x448.X448PrivateKey
 NativePublicKey = x25519.X25519PublicKey | x448.X448PublicKey
 
+try:  # the Rust function behind X25519PrivateKey.generate(), without its per-call backend check
+    from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
+
+    new_x25519_key = _rust_openssl.x25519.generate_key
+except (ImportError, AttributeError):  # pragma: no cover - other cryptography versions
+    new_x25519_key = x25519.X25519PrivateKey.generate
+
 
 def _native_kek(algorithm: PublicKeyAlgorithm, eph: bytes, recipient: bytes, shared: bytes) -> bytes:
-    _mod, hash_factory, info, size = _NATIVE[algorithm]
-    return HKDF(hash_factory(), size, salt=None, info=info).derive(eph + recipient + shared)
+    """HKDF (RFC 5869, no salt) over ``eph || recipient || shared``; one expand block is enough."""
+    _mod, name, info, size = _NATIVE[algorithm]
+    prk = hmac.digest(bytes(hashlib.new(name).digest_size), eph + recipient + shared, name)
+    return hmac.digest(prk, info + b"\x01", name)[:size]
 
 
 def native_wrap(algorithm: PublicKeyAlgorithm, recipient: NativePublicKey, key: bytes) -> tuple[bytes, bytes]:
     """RFC 9580 section 5.1.6/5.1.7 encapsulation: returns (ephemeral public, wrapped session key)."""
     if algorithm not in _NATIVE:
         raise UnsupportedAlgorithm(f"native KEM {algorithm!r}")
-    mod = _NATIVE[algorithm][0]
-    eph = mod.X25519PrivateKey.generate() if mod is x25519 else mod.X448PrivateKey.generate()
+    eph = new_x25519_key() if algorithm is PublicKeyAlgorithm.X25519 else x448.X448PrivateKey.generate()
     eph_pub = eph.public_key().public_bytes_raw()
     shared = eph.exchange(recipient)  # type: ignore[arg-type]
     kek = _native_kek(algorithm, eph_pub, recipient.public_bytes_raw(), shared)

@@ -34,16 +34,16 @@ from engine.openpgp.compressed import compress as compress_packet
 from engine.openpgp.constants import (
     AEADAlgorithm,
     CompressionAlgorithm,
-    Features,
     PacketTag,
     PublicKeyAlgorithm,
     SymmetricAlgorithm,
 )
-from engine.openpgp.ecdh import EcdhParams
 from engine.openpgp.literal import LiteralData, literal_header
 from engine.openpgp.packet import Packet, iter_packets, packet_header, write_packet
-from engine.openpgp.pkesk import Pkesk, Recipient, SessionKey, encrypt_session_key
+from engine.openpgp.pkesk import Pkesk, SessionKey, pkesk_packet
 from engine.openpgp.provider import KeyProvider
+from engine.openpgp.recipients import Recipient, recipient_of, resolve_recipients
+from engine.openpgp.recipients import choose_aead as _choose_aead
 from engine.openpgp.symmetric import symmetric_algorithm
 
 DEFAULT_MAX_OUTPUT = 1 << 30  # decompressed plaintext limit for in-memory decryption
@@ -251,48 +251,11 @@ def unwrap_inner(inner: bytes, max_output: int, depth: int = 0) -> tuple[Literal
 # --- encrypt -----------------------------------------------------------------------------------------
 
 
-def recipient_of(obj: Any) -> Recipient:
-    """The encryption key of a certificate (``Cert.encryption_subkey()``), a PublicKey or a Recipient.
-
-    Selecting the subkey checks the certificate's self-signatures, which costs more than a whole
-    message: for bulk work resolve once with :func:`resolve_recipients` and pass the results.
-    """
-    if isinstance(obj, Recipient):
-        return obj
-    key = obj.encryption_subkey() if hasattr(obj, "encryption_subkey") else obj
-    key = getattr(key, "public", key)  # a secret key exposing its public part
-    if key is None:
-        raise InvalidArgument("certificate has no usable encryption key")
-    params = None
-    if key.algorithm == PublicKeyAlgorithm.ECDH:
-        params = EcdhParams(key.curve, key.kdf_hash, key.kdf_cipher)
-    alg = PublicKeyAlgorithm(key.algorithm)
-    return Recipient(alg, key.fingerprint, key.version, key.to_crypto(), params, _supports_seipd_v2(obj))
-
-
-def resolve_recipients(certs: Iterable[Any]) -> list[Recipient]:
-    """Recipients ready for repeated :func:`encrypt` calls (subkey chosen, public key loaded)."""
-    return [recipient_of(c) for c in certs]
-
-
-def _supports_seipd_v2(cert: Any) -> bool:
-    features = getattr(cert, "features", None)
-    if callable(features):
-        features = features()
-    return features is not None and bool(int(features) & Features.SEIPD_V2)
-
-
-def _choose_aead(recipients: Sequence[Recipient], aead: bool | None) -> bool:
-    if aead is not None:
-        return aead
-    return bool(recipients) and all(r.seipd_v2 for r in recipients)
-
-
 def session_key_packets(
     recipients: Iterable[Recipient], sk: SessionKey, version: int, anonymous: bool = False
 ) -> bytes:
     """Serialized PKESKs (v3 for SEIPD v1, v6 for SEIPD v2) of ``sk`` for every recipient."""
-    return b"".join(encrypt_session_key(r, sk, version, anonymous).serialize() for r in recipients)
+    return b"".join([pkesk_packet(r, sk, version, anonymous) for r in recipients])
 
 
 def encrypt(
@@ -318,18 +281,18 @@ def encrypt(
     use_aead = _choose_aead(rcpts, aead)
     sk = SessionKey(cipher, os.urandom(cipher.key_size))
     head = literal_header(ord("b"), filename, date)
-    inner = packet_header(PacketTag.LITERAL, len(head) + len(plaintext)) + head + bytes(plaintext)
+    head = packet_header(PacketTag.LITERAL, len(head) + len(plaintext)) + head
     if compress:
         algo = CompressionAlgorithm.ZLIB if compress is True else CompressionAlgorithm(compress)
-        inner = compress_packet(inner, algo)
+        head, plaintext = b"", compress_packet(head + bytes(plaintext), algo)
     if use_aead:
         out = session_key_packets(rcpts, sk, 6, anonymous) + write_packet(
-            PacketTag.SEIPD, seipd.seal_v2(sk.key, cipher, inner)
+            PacketTag.SEIPD, seipd.seal_v2(sk.key, cipher, head + bytes(plaintext))
         )
-    else:
-        out = session_key_packets(rcpts, sk, 3, anonymous) + write_packet(
-            PacketTag.SEIPD, seipd.seal_v1(sk.key, cipher, inner)
-        )
+    else:  # one pass and one output buffer: PKESKs, SEIPD header, then the body written in place
+        size = 1 + cipher.block_size + 2 + len(head) + len(plaintext) + 22
+        lead = session_key_packets(rcpts, sk, 3, anonymous) + packet_header(PacketTag.SEIPD, size)
+        out = seipd.seal_v1(sk.key, cipher, plaintext, head, lead)
     if armor:
         return armor_bytes(out)
     return out

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import CipherContext
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from engine._native import kernel
 from engine.errors import IntegrityError, MalformedPacket, UnsupportedAlgorithm
 from engine.openpgp.aead import aead_for
 from engine.openpgp.constants import AEADAlgorithm, SymmetricAlgorithm
@@ -40,19 +41,15 @@ MAX_CHUNK_OCTET = 16  # RFC 9580 section 5.13.2: chunk size octet must be at mos
 # --- v1 (CFB + MDC) -------------------------------------------------------------------------------------
 
 
-class V1Encryptor:
-    """Streaming SEIPD v1 body writer: ``header()``, then ``update()`` per piece, then ``finalize()``."""
+class _LegacyV1Encryptor:
+    """SEIPD v1 writer for the non-AES ciphers on `cryptography` (AES runs on the kernel)."""
 
-    def __init__(self, key: bytes, cipher: SymmetricAlgorithm, prefix: bytes | None = None) -> None:
-        check_key(cipher, key)
-        bs = cipher.block_size
-        prefix = prefix if prefix is not None else os.urandom(bs)
+    def __init__(self, key: bytes, cipher: SymmetricAlgorithm, prefix: bytes) -> None:
         self._prefix = prefix + prefix[-2:]
         self._ctx: CipherContext = cfb_encryptor(cipher, key)
         self._sha1 = hashlib.sha1(self._prefix)
 
     def header(self) -> bytes:
-        """The version octet and the encrypted prefix."""
         return b"\x01" + self._ctx.update(self._prefix)
 
     def update(self, data: bytes) -> bytes:
@@ -60,15 +57,52 @@ class V1Encryptor:
         return self._ctx.update(data)
 
     def finalize(self) -> bytes:
-        """Encrypt the MDC packet and close the cipher."""
         self._sha1.update(_MDC_HEADER)
         return self._ctx.update(_MDC_HEADER + self._sha1.digest()) + self._ctx.finalize()
 
 
-def seal_v1(key: bytes, cipher: SymmetricAlgorithm, plaintext: bytes) -> bytes:
-    """The whole SEIPD v1 body for ``plaintext`` (the inner packet stream) in one go."""
+class V1Encryptor:
+    """Streaming SEIPD v1 body writer: ``header()``, then ``update()`` per piece, then ``finalize()``.
+
+    AES runs on the ``pgpcrypto`` kernel (SHA-1 and CFB in one pass); other ciphers on `cryptography`.
+    """
+
+    def __init__(self, key: bytes, cipher: SymmetricAlgorithm, prefix: bytes | None = None) -> None:
+        check_key(cipher, key)
+        prefix = prefix if prefix is not None else os.urandom(cipher.block_size)
+        if cipher.is_aes:
+            self._enc = kernel("pgpcrypto").MdcEncryptor(key, prefix)
+        else:
+            self._enc = _LegacyV1Encryptor(key, cipher, prefix)
+
+    def header(self) -> bytes:
+        """The version octet and the encrypted prefix."""
+        return self._enc.header()
+
+    def update(self, data: bytes) -> bytes:
+        return self._enc.update(data)
+
+    def update_into(self, data: bytes | memoryview, out: bytearray | memoryview) -> None:
+        """``update`` into the writable buffer ``out`` (may be ``data``: encryption in place)."""
+        if isinstance(self._enc, _LegacyV1Encryptor):
+            n = len(data)
+            out[:n] = self._enc.update(bytes(data))
+        else:
+            self._enc.update_into(data, out)
+
+    def finalize(self) -> bytes:
+        """Encrypt the MDC packet and close the cipher."""
+        return self._enc.finalize()
+
+
+def seal_v1(
+    key: bytes, cipher: SymmetricAlgorithm, plaintext: bytes, head: bytes = b"", lead: bytes = b""
+) -> bytes:
+    """``lead`` then the whole SEIPD v1 body for ``head || plaintext`` (the inner packet stream)."""
+    if cipher.is_aes and len(key) == cipher.key_size:
+        return kernel("pgpcrypto").cfb_encrypt_mdc(key, os.urandom(16), plaintext, head, lead)
     enc = V1Encryptor(key, cipher)
-    return enc.header() + enc.update(plaintext) + enc.finalize()
+    return b"".join((lead, enc.header(), enc.update(head), enc.update(plaintext), enc.finalize()))
 
 
 class V1Decryptor:
@@ -80,7 +114,10 @@ class V1Decryptor:
 
     def __init__(self, key: bytes, cipher: SymmetricAlgorithm) -> None:
         check_key(cipher, key)
-        self._ctx = cfb_decryptor(cipher, key)
+        if cipher.is_aes:
+            self._ctx: CipherContext = kernel("pgpcrypto").AesCfb(key, None, True)
+        else:
+            self._ctx = cfb_decryptor(cipher, key)
         self._sha1 = hashlib.sha1()
         self._prefix_left = cipher.block_size + 2
         self._version_seen = False
@@ -116,8 +153,14 @@ class V1Decryptor:
             raise IntegrityError("SEIPD v1: modification detection code does not match")
 
 
-def open_v1(key: bytes, cipher: SymmetricAlgorithm, body: bytes) -> bytes:
+def open_v1(key: bytes, cipher: SymmetricAlgorithm, body: bytes | memoryview) -> bytes:
     """Decrypt and verify a whole SEIPD v1 body; IntegrityError before any plaintext is returned."""
+    if cipher.is_aes and len(body) and body[0] == 1:
+        check_key(cipher, key)
+        try:
+            return kernel("pgpcrypto").cfb_decrypt_mdc(key, memoryview(body)[1:])
+        except ValueError:
+            raise IntegrityError("SEIPD v1: missing or mismatching modification detection code") from None
     dec = V1Decryptor(key, cipher)
     out = dec.update(body)
     dec.finalize()
@@ -132,7 +175,8 @@ def quick_check_v1(key: bytes, cipher: SymmetricAlgorithm, body: bytes | memoryv
     bs = cipher.block_size
     if len(body) < bs + 3:
         return False
-    head = cfb_decryptor(cipher, key).update(bytes(body[1 : bs + 3]))
+    ctx = kernel("pgpcrypto").AesCfb(key, None, True) if cipher.is_aes else cfb_decryptor(cipher, key)
+    head = ctx.update(bytes(body[1 : bs + 3]))
     return head[bs - 2 : bs] == head[bs : bs + 2]
 
 

@@ -14,12 +14,20 @@ IntegrityError is raised at the end). Smaller packets are verified and released 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import stat
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
-from engine.errors import IntegrityError, InvalidArgument, MalformedPacket
+from engine.errors import (
+    IntegrityError,
+    InvalidArgument,
+    MalformedPacket,
+    UnsupportedAlgorithm,
+    UnsupportedError,
+)
 from engine.openpgp import seipd
 from engine.openpgp.compressed import DecompressionLimit
 from engine.openpgp.constants import AEADAlgorithm, CompressionAlgorithm, PacketTag, SymmetricAlgorithm
@@ -34,7 +42,7 @@ from engine.openpgp.message import (
     session_key_packets,
     unwrap_inner,
 )
-from engine.openpgp.packet import Packet, PacketWriter, StreamPacket, iter_packets_stream
+from engine.openpgp.packet import Packet, PacketWriter, StreamPacket, iter_packets_stream, packet_header
 from engine.openpgp.pkesk import Pkesk, SessionKey
 from engine.openpgp.provider import KeyProvider
 
@@ -82,11 +90,12 @@ def encrypt_stream(
     if armor:
         from engine.armor import ArmorWriter
 
-        with ArmorWriter(dst, "MESSAGE") as writer:
+        rcpts = resolve_recipients(recipients)  # once: Recipient objects pass through the call below
+        with ArmorWriter(dst, "MESSAGE", crc=not _choose_aead(rcpts, aead)) as writer:  # RFC 9580 6.1
             encrypt_stream(
                 src,
                 writer,
-                recipients,
+                rcpts,
                 aead=aead,
                 cipher=cipher,
                 filename=filename,
@@ -98,6 +107,10 @@ def encrypt_stream(
     use_aead = _choose_aead(rcpts, aead)
     sk = SessionKey(cipher, os.urandom(cipher.key_size))
     dst.write(session_key_packets(rcpts, sk, 6 if use_aead else 3))
+    size = None if use_aead or compress or not cipher.is_aes else _known_size(src)
+    if size is not None:
+        _write_v1_sized(src, dst, size, sk, literal_header(ord("b"), filename, date))
+        return
     outer = PacketWriter(dst, PacketTag.SEIPD, BUFFER)
     enc: seipd.V1Encryptor | seipd.V2Encryptor
     enc = seipd.V2Encryptor(sk.key, cipher) if use_aead else seipd.V1Encryptor(sk.key, cipher)
@@ -124,6 +137,43 @@ def encrypt_stream(
     outer.close()
 
 
+def _known_size(src: Any) -> int | None:
+    """Octets left in a regular file or BytesIO; None when the size cannot be known in advance."""
+    try:
+        if isinstance(src, io.BytesIO):
+            return len(src.getbuffer()) - src.tell()
+        st = os.fstat(src.fileno())
+        if stat.S_ISREG(st.st_mode) and hasattr(src, "readinto"):
+            return st.st_size - src.tell()
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
+
+
+def _write_v1_sized(src: Any, dst: Any, size: int, sk: SessionKey, head: bytes) -> None:
+    """SEIPD v1 with definite lengths for an input of known ``size``: no partial-length framing, one
+    buffer read into and encrypted in place (SHA-1 and CFB in one pass), nothing allocated per piece."""
+    assert sk.algorithm is not None
+    lit = packet_header(PacketTag.LITERAL, len(head) + size) + head
+    enc = seipd.V1Encryptor(sk.key, sk.algorithm)
+    body_len = 1 + sk.algorithm.block_size + 2 + len(lit) + size + 22
+    dst.write(packet_header(PacketTag.SEIPD, body_len) + enc.header() + enc.update(lit))
+    reuse = isinstance(dst, io.IOBase)  # writes that copy at once; anything else gets its own bytes
+    view = memoryview(bytearray(min(size, BUFFER) or 1))
+    left = size
+    while left:
+        n = src.readinto(view[: min(left, BUFFER)])
+        if not n:
+            raise InvalidArgument(f"the input ended {left} octets before its size when encryption began")
+        piece = view[:n]
+        enc.update_into(piece, piece)
+        dst.write(piece if reuse else bytes(piece))
+        left -= n
+    if src.read(1):
+        raise InvalidArgument("the input grew while it was being encrypted")
+    dst.write(enc.finalize())
+
+
 # --- decrypt -----------------------------------------------------------------------------------------
 
 
@@ -135,7 +185,12 @@ def _outer(src: BinaryIO) -> tuple[list[Pkesk], list[Packet], StreamPacket]:
         body = sp.read_all(limit=1 << 16)
         pkt = Packet(sp.tag, body, sp.offset, sp.header_len, sp.header_len + len(body))
         if sp.tag == PacketTag.PKESK:
-            pkesks.append(Pkesk.parse(pkt))
+            try:
+                pkesks.append(Pkesk.parse(pkt))
+            except UnsupportedError:
+                others.append(pkt)  # unknown version/algorithm: skipped as parse_message does (RFC 9580 10.3)
+        elif sp.tag == PacketTag.OCB_ENCRYPTED:
+            raise UnsupportedAlgorithm("LibrePGP OCB encrypted data (tag 20) is not supported")
         elif sp.tag in (PacketTag.SKESK, PacketTag.MARKER, PacketTag.PADDING):
             others.append(pkt)
         else:

@@ -1,0 +1,259 @@
+"""Native OpenPGP symmetric kernel on OpenSSL's libcrypto (twin: ``engine._pgpcrypto_py``).
+
+AES key wrap (RFC 3394) and AES-CFB with the SEIPD v1 MDC (RFC 9580 section 5.13.1), the SHA-1 and the
+cipher run over the same 16 KiB piece while it is in cache. Results are written straight into new
+bytes objects; inputs are any C-contiguous buffer; the GIL is released for large inputs.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t
+from libc.string cimport memcpy
+
+
+cdef extern from "openssl/crypto.h" nogil:
+    const char *OpenSSL_version(int t)
+    int OPENSSL_VERSION
+
+
+cdef extern from "pgpcrypto.h" nogil:
+    ctypedef struct pgpb_cfb:
+        pass
+    int pgpb_crypto_init()
+    int pgpb_aes_key_wrap(const uint8_t *kek, size_t keklen, const uint8_t *data, size_t n, uint8_t *out)
+    int pgpb_aes_key_unwrap(const uint8_t *kek, size_t keklen, const uint8_t *data, size_t n, uint8_t *out)
+    pgpb_cfb *pgpb_cfb_new(const uint8_t *key, size_t keylen, const uint8_t *iv, int decrypt, int hash)
+    void pgpb_cfb_free(pgpb_cfb *s)
+    int pgpb_cfb_update(pgpb_cfb *s, const uint8_t *data, size_t n, uint8_t *out, int hash)
+    int pgpb_cfb_hash(pgpb_cfb *s, const uint8_t *data, size_t n)
+    int pgpb_cfb_mdc_final(pgpb_cfb *s, uint8_t *out)
+    int pgpb_cfb_mdc_check(pgpb_cfb *s, const uint8_t *mdc)
+
+
+if not pgpb_crypto_init():
+    raise ImportError("libcrypto lacks AES-CFB, AES key wrap or SHA-1")
+
+cdef Py_ssize_t BLOCK = 16
+cdef Py_ssize_t MDC_LEN = 22
+cdef Py_ssize_t NOGIL_ABOVE = 1 << 16
+
+
+def features() -> dict:
+    """What this build uses: ``{"native": True, "backend": "OpenSSL 3.0.x ..."}``."""
+    return {"native": True, "backend": OpenSSL_version(OPENSSL_VERSION).decode()}
+
+
+cdef inline int _check_key(Py_ssize_t n, str what) except -1:
+    if n != 16 and n != 24 and n != 32:
+        raise ValueError(f"{what} must be an AES key of 16, 24 or 32 octets, got {n}")
+    return 0
+
+
+cdef inline uint8_t *_out(bytes b):
+    return <uint8_t *>PyBytes_AS_STRING(b)
+
+
+cdef class _Buf:
+    """A held PyBUF_SIMPLE view of a bytes-like object (released on collection)."""
+
+    cdef Py_buffer view
+    cdef bint held
+
+    def __cinit__(self, object obj, bint writable=False):
+        PyObject_GetBuffer(obj, &self.view, PyBUF_WRITABLE if writable else PyBUF_SIMPLE)
+        self.held = True
+
+    def __dealloc__(self):
+        if self.held:
+            PyBuffer_Release(&self.view)
+
+    cdef inline const uint8_t *ptr(self):
+        return <const uint8_t *>self.view.buf
+
+
+# --- AES key wrap --------------------------------------------------------------------------------------
+
+
+def aes_key_wrap(kek, key) -> bytes:
+    """RFC 3394 AES key wrap of ``key`` (a multiple of 8 octets, at least 16) under ``kek``."""
+    cdef _Buf k = _Buf(kek), d = _Buf(key)
+    _check_key(k.view.len, "key-encryption key")
+    if d.view.len % 8 or d.view.len < 16 or d.view.len > (1 << 20):
+        raise ValueError("the key to wrap must be a multiple of 8 octets, at least 16")
+    out = PyBytes_FromStringAndSize(NULL, d.view.len + 8)
+    if pgpb_aes_key_wrap(k.ptr(), k.view.len, d.ptr(), d.view.len, _out(out)) != 1:
+        raise ValueError("AES key wrap failed")
+    return out
+
+
+def aes_key_unwrap(kek, wrapped) -> bytes:
+    """RFC 3394 AES key unwrap; ValueError when the integrity check fails."""
+    cdef _Buf k = _Buf(kek), d = _Buf(wrapped)
+    _check_key(k.view.len, "key-encryption key")
+    if d.view.len % 8 or d.view.len < 24 or d.view.len > (1 << 20):
+        raise ValueError("a wrapped key must be a multiple of 8 octets, at least 24")
+    out = PyBytes_FromStringAndSize(NULL, d.view.len - 8)
+    if pgpb_aes_key_unwrap(k.ptr(), k.view.len, d.ptr(), d.view.len, _out(out)) != 1:
+        raise ValueError("AES key unwrap: integrity check failed")
+    return out
+
+
+# --- CFB with MDC (SEIPD v1) ---------------------------------------------------------------------------
+
+
+cdef pgpb_cfb *_cfb(_Buf key, const uint8_t *iv, int decrypt, int hash) except NULL:
+    _check_key(key.view.len, "key")
+    cdef pgpb_cfb *s = pgpb_cfb_new(key.ptr(), key.view.len, iv, decrypt, hash)
+    if s is NULL:
+        raise MemoryError("libcrypto could not set up AES-CFB")
+    return s
+
+
+cdef int _update(pgpb_cfb *s, const uint8_t *data, Py_ssize_t n, uint8_t *out, int hash=1) except -1:
+    cdef int rc
+    if n >= NOGIL_ABOVE:
+        with nogil:
+            rc = pgpb_cfb_update(s, data, <size_t>n, out, hash)
+    else:
+        rc = pgpb_cfb_update(s, data, <size_t>n, out, hash)
+    if rc != 1:
+        raise ValueError("AES-CFB failed in libcrypto")
+    return 0
+
+
+cdef int _prefix18(_Buf prefix, uint8_t *pre) except -1:
+    """The prefix with its last two octets repeated (RFC 9580 section 5.13.1)."""
+    if prefix.view.len != BLOCK:
+        raise ValueError(f"the random prefix must be one 16-octet block, got {prefix.view.len}")
+    memcpy(pre, prefix.ptr(), 16)
+    pre[16] = pre[14]
+    pre[17] = pre[15]
+    return 0
+
+
+cdef int _mdc_final(pgpb_cfb *s, uint8_t *out) except -1:
+    if pgpb_cfb_mdc_final(s, out) != 1:
+        raise ValueError("SHA-1 or AES-CFB failed in libcrypto")
+    return 0
+
+
+def cfb_encrypt_mdc(key, prefix, plaintext, head=b"", lead=b"") -> bytes:
+    """``lead || 01 || CFB(prefix || prefix[-2:] || head || plaintext || D3 14 || SHA-1)`` in one pass.
+
+    That is a whole SEIPD v1 body (RFC 9580 section 5.13.1) after ``lead`` (e.g. the PKESKs and the
+    packet header); ``head`` is encrypted before ``plaintext`` (e.g. the literal data packet header).
+    """
+    cdef _Buf k = _Buf(key), p = _Buf(prefix), h = _Buf(head), d = _Buf(plaintext), ld = _Buf(lead)
+    cdef uint8_t pre[18]
+    _prefix18(p, pre)
+    cdef Py_ssize_t start = ld.view.len + 1
+    out = PyBytes_FromStringAndSize(NULL, start + 18 + h.view.len + d.view.len + MDC_LEN)
+    cdef uint8_t *o = _out(out)
+    memcpy(o, ld.ptr(), ld.view.len)
+    o[start - 1] = 1
+    o += start
+    cdef pgpb_cfb *s = _cfb(k, NULL, 0, 1)
+    try:
+        _update(s, pre, 18, o)
+        _update(s, h.ptr(), h.view.len, o + 18)
+        o += 18 + h.view.len
+        _update(s, d.ptr(), d.view.len, o)
+        _mdc_final(s, o + d.view.len)
+    finally:
+        pgpb_cfb_free(s)
+    return out
+
+
+def cfb_decrypt_mdc(key, ciphertext) -> bytes:
+    """Decrypt a SEIPD v1 body after its version octet and verify its MDC: returns the data between the
+    prefix and the MDC packet, or raises ValueError (too short, bad MDC) without returning any of it."""
+    cdef _Buf k = _Buf(key), c = _Buf(ciphertext)
+    cdef Py_ssize_t n = c.view.len - 18 - MDC_LEN
+    cdef uint8_t pre[18]
+    cdef uint8_t mdc[22]
+    cdef int ok
+    if n < 0:
+        raise ValueError("SEIPD v1 body shorter than its prefix and MDC")
+    out = PyBytes_FromStringAndSize(NULL, n)
+    cdef pgpb_cfb *s = _cfb(k, NULL, 1, 1)
+    try:
+        _update(s, c.ptr(), 18, pre)
+        _update(s, c.ptr() + 18, n, _out(out))
+        _update(s, c.ptr() + 18 + n, MDC_LEN, mdc, 0)
+        ok = pgpb_cfb_mdc_check(s, mdc)
+    finally:
+        pgpb_cfb_free(s)
+    if ok != 1:
+        raise ValueError("SEIPD v1: modification detection code does not match")
+    return out
+
+
+cdef class MdcEncryptor:
+    """Streaming SEIPD v1 body writer (AES): ``header()``, ``update(data)`` per piece, ``finalize()``."""
+
+    cdef pgpb_cfb *_s
+    cdef uint8_t _pre[18]
+
+    def __cinit__(self, key, prefix):
+        cdef _Buf k = _Buf(key)
+        _prefix18(_Buf(prefix), self._pre)
+        self._s = _cfb(k, NULL, 0, 1)
+
+    def __dealloc__(self):
+        pgpb_cfb_free(self._s)
+
+    def header(self) -> bytes:
+        """The version octet and the encrypted prefix."""
+        out = PyBytes_FromStringAndSize(NULL, 19)
+        _out(out)[0] = 1
+        _update(self._s, self._pre, 18, _out(out) + 1)
+        return out
+
+    def update(self, data) -> bytes:
+        """Hash and encrypt one piece of the inner packet stream."""
+        cdef _Buf d = _Buf(data)
+        out = PyBytes_FromStringAndSize(NULL, d.view.len)
+        _update(self._s, d.ptr(), d.view.len, _out(out))
+        return out
+
+    def update_into(self, data, out) -> None:
+        """``update`` writing into the writable buffer ``out`` (at least as long; may be ``data``)."""
+        cdef _Buf d = _Buf(data), o = _Buf(out, True)
+        if o.view.len < d.view.len:
+            raise ValueError("output buffer is shorter than the data")
+        _update(self._s, d.ptr(), d.view.len, <uint8_t *>o.view.buf)
+
+    def finalize(self) -> bytes:
+        """The encrypted MDC packet; the object is spent afterwards."""
+        out = PyBytes_FromStringAndSize(NULL, MDC_LEN)
+        _mdc_final(self._s, _out(out))
+        return out
+
+
+cdef class AesCfb:
+    """Plain AES-CFB128 stream (zero IV unless given), the `cryptography` context interface."""
+
+    cdef pgpb_cfb *_s
+
+    def __cinit__(self, key, iv=None, bint decrypt=False):
+        cdef _Buf k = _Buf(key)
+        cdef _Buf v
+        cdef const uint8_t *ivp = NULL
+        if iv is not None:
+            v = _Buf(iv)
+            if v.view.len != BLOCK:
+                raise ValueError("the CFB IV must be 16 octets")
+            ivp = v.ptr()
+        self._s = _cfb(k, ivp, decrypt, 0)
+
+    def __dealloc__(self):
+        pgpb_cfb_free(self._s)
+
+    def update(self, data) -> bytes:
+        cdef _Buf d = _Buf(data)
+        out = PyBytes_FromStringAndSize(NULL, d.view.len)
+        _update(self._s, d.ptr(), d.view.len, _out(out), 0)
+        return out
+
+    def finalize(self) -> bytes:
+        return b""
