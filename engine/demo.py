@@ -68,7 +68,13 @@ def demo_wkd(out: TextIO) -> bool:
     return ok
 
 
-STEPS: list[Callable[[TextIO], bool]] = [demo_armor, demo_wkd]
+def demo_archive(out: TextIO) -> bool:
+    from engine.mail.demo import demo_archive as run
+
+    return run(out)
+
+
+STEPS: list[Callable[[TextIO], bool]] = [demo_armor, demo_wkd, demo_archive]
 
 
 def run_demo(out: TextIO) -> int:

@@ -1,218 +1,26 @@
-"""Deterministic mail archives for tests and benchmarks, and gpg-backed payload functions.
-
-Every archive is a pure function of its seed. Messages cover the cases that break naive tools: CRLF and
-LF, 8-bit and binary bodies, ``From `` / ``>From `` lines in bodies, no final newline, folded and 8-bit
-headers, malformed MIME, empty messages, already encrypted (PGP/MIME, inline, S/MIME) and signed mail.
-The mbox and Maildir writers here are deliberately independent of ``engine.mail``.
+"""Deterministic mail archives for tests (generators now live in ``engine.mail.samples``) and gpg-backed
+payload functions: the reference loop we compare against.
 """
 
 from __future__ import annotations
 
-import base64
 import os
-import random
-import re
 import subprocess
 from pathlib import Path
 
-KINDS = (
-    "plain",
-    "eightbit",
-    "binary",
-    "from_lines",
-    "no_final_newline",
-    "no_content_type",
-    "folded",
-    "attachment",
-    "malformed_mime",
-    "malformed_header",
-    "empty",
-    "pgp_mime",
-    "inline_pgp",
-    "smime",
-    "signed",
+from engine.mail.samples import (  # noqa: F401 - re-exported for the tests
+    CARRIED_KINDS,
+    ENCRYPTED_KINDS,
+    KINDS,
+    dovecot_name,
+    generate,
+    kind_of,
+    mbox_bytes,
+    message,
+    write_emldir,
+    write_maildir,
+    write_mbox,
 )
-WORDS = ["alpha", "beta", "gamma", "From", "from", ">From", "epsilon", "zeta", "theta", "kappa", "lambda"]
-ENCRYPTED_KINDS = ("pgp_mime", "inline_pgp", "smime")
-CARRIED_KINDS = ("malformed_header", "empty")
-PGP_MIME_CT = b'multipart/encrypted; protocol="application/pgp-encrypted"; boundary="e1"'
-SIGNED_CT = b'multipart/signed; protocol="application/pgp-signature"; boundary="s1"'
-SMIME_CT = b'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"'
-
-
-def _words(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n))
-
-
-def _text(rng: random.Random, lines: int) -> list[bytes]:
-    return [_words(rng, rng.randint(1, 12)).encode() for _ in range(lines)]
-
-
-def _head(i: int, subject: str, extra: list[bytes] | None = None) -> list[bytes]:
-    return [
-        b"Return-Path: <alice@example.org>",
-        b"From: Alice <alice@example.org>",
-        b"To: Bob <bob@example.org>",
-        b"Cc: carol@example.org",
-        f"Subject: {subject} #{i}".encode(),
-        b"Date: Tue, 14 Nov 2023 22:13:20 +0000",
-        f"Message-ID: <msg{i}@example.org>".encode(),
-        b"X-Mailer: mailgen",
-        *(extra or []),
-    ]
-
-
-def _armor_like(rng: random.Random, kind: bytes = b"PGP MESSAGE") -> list[bytes]:
-    data = base64.b64encode(rng.randbytes(120)).decode()
-    lines = [chunk.encode() for chunk in re.findall(".{1,64}", data)]
-    return [b"-----BEGIN " + kind + b"-----", b"", *lines, b"=abcd", b"-----END " + kind + b"-----"]
-
-
-def _mime(i: int, subject: str, ctype: bytes, body: list[bytes], *extra: bytes) -> list[bytes]:
-    return [*_head(i, subject, [b"MIME-Version: 1.0", b"Content-Type: " + ctype, *extra]), b"", *body]
-
-
-def _b64_lines(data: bytes) -> list[bytes]:
-    return base64.encodebytes(data).rstrip(b"\n").split(b"\n")
-
-
-def _lines(rng: random.Random, kind: str, i: int, attachment_size: int) -> list[bytes]:
-    if kind == "plain":
-        return _mime(i, "Plain", b"text/plain; charset=us-ascii", _text(rng, rng.randint(1, 30)))
-    if kind == "eightbit":
-        body = ["Grüße aus Köln — ça va? ½".encode(), "Ärger über Öl".encode("latin-1"), *_text(rng, 3)]
-        lines = _mime(i, "x", b"text/plain; charset=utf-8", body, b"Content-Transfer-Encoding: 8bit")
-        lines[4] = f"Subject: Grüße #{i}".encode()  # raw 8-bit header (RFC 6532)
-        return lines
-    if kind == "binary":
-        blob = rng.randbytes(rng.randint(200, 2000)) + b"\nFrom binary\r\n>From x\r\rtail"
-        return _mime(i, "Binary", b"application/octet-stream", [blob], b"Content-Transfer-Encoding: binary")
-    if kind == "from_lines":
-        body = [b"From the start", b">From quoted once", b">>From quoted twice", b"From", b" From not"]
-        return _mime(i, "From lines", b"text/plain", [*_text(rng, 2), *body, b"From end"])
-    if kind == "no_final_newline":
-        return _mime(i, "No newline", b"text/plain", _text(rng, 3))
-    if kind == "no_content_type":
-        return [*_head(i, "Old style"), b"", *_text(rng, 5)]
-    if kind == "folded":
-        refs = [f"<ref{j}.{i}@example.org>".encode() for j in range(4)]
-        extra = [b"In-Reply-To: " + refs[-1], b"References: " + refs[0], *(b"\t" + r for r in refs[1:])]
-        lines = _mime(i, "x", b'text/plain;\n charset="utf-8"; format=flowed', _text(rng, 4), *extra)
-        lines[4] = f"Subject: A long folded subject line for message {i}\n  that continues here".encode()
-        return lines
-    if kind == "attachment":
-        att = [b'Content-Type: application/octet-stream; name="a.bin"', b"Content-Transfer-Encoding: base64"]
-        data = _b64_lines(rng.randbytes(attachment_size))
-        body = [
-            b"--b1",
-            b"Content-Type: text/plain",
-            b"",
-            *_text(rng, 3),
-            b"--b1",
-            *att,
-            b"",
-            *data,
-            b"--b1--",
-        ]
-        return _mime(i, "Attachment", b'multipart/mixed; boundary="b1"', body)
-    if kind == "malformed_mime":
-        body = [b"--nope", b"Content-Type: text/plain", b"", *_text(rng, 2), b"(no closing boundary)"]
-        return _mime(i, "Broken MIME", b"multipart/mixed; boundary=", body)
-    if kind == "malformed_header":
-        return [b"this is not a header line", b"From: x@example.org", b"", b"body"]
-    if kind == "pgp_mime":
-        part1 = [b"--e1", b"Content-Type: application/pgp-encrypted", b"", b"Version: 1", b""]
-        part2 = [b"--e1", b"Content-Type: application/octet-stream", b"", *_armor_like(rng), b"", b"--e1--"]
-        return _mime(i, "Encrypted", PGP_MIME_CT, [*part1, *part2])
-    if kind == "inline_pgp":
-        return _mime(i, "Inline", b"text/plain", _armor_like(rng))
-    if kind == "smime":
-        data = _b64_lines(rng.randbytes(300))
-        return _mime(i, "S/MIME", SMIME_CT, data, b"Content-Transfer-Encoding: base64")
-    if kind == "signed":
-        sig = [b"Content-Type: application/pgp-signature", b"", *_armor_like(rng, b"PGP SIGNATURE")]
-        body = [b"--s1", b"Content-Type: text/plain", b"", *_text(rng, 2), b"--s1", *sig, b"--s1--"]
-        return _mime(i, "Signed", SIGNED_CT, body)
-    raise ValueError(kind)
-
-
-def message(rng: random.Random, kind: str, i: int, crlf: bool = False, attachment_size: int = 4096) -> bytes:
-    """One message of ``kind`` (see KINDS), LF or CRLF; deterministic for a given ``rng`` state."""
-    if kind == "empty":
-        return b""
-    raw = b"\n".join(_lines(rng, kind, i, attachment_size))
-    if kind != "no_final_newline":
-        raw += b"\n"
-    if crlf and kind != "binary":
-        raw = raw.replace(b"\n", b"\r\n")
-    return raw
-
-
-def generate(seed: int = 0, count: int = 45, crlf_every: int = 3, attachment_size: int = 4096) -> list[bytes]:
-    """``count`` messages cycling through KINDS; every ``crlf_every``-th uses CRLF. Pure function of seed."""
-    rng = random.Random(seed)
-    return [
-        message(
-            rng,
-            KINDS[i % len(KINDS)],
-            i,
-            crlf_every > 0 and i % crlf_every == crlf_every - 1,
-            attachment_size,
-        )
-        for i in range(count)
-    ]
-
-
-def kind_of(i: int) -> str:
-    """The kind of message ``i`` in a ``generate`` archive."""
-    return KINDS[i % len(KINDS)]
-
-
-def mbox_bytes(messages: list[bytes]) -> bytes:
-    """An mboxrd file: separator, ``>``-quoted ``From `` lines, and one line ending after each message."""
-    out = []
-    for i, raw in enumerate(messages):
-        crlf = raw.endswith(b"\r") or (b"\n" in raw and raw[raw.index(b"\n") - 1 : raw.index(b"\n")] == b"\r")
-        eol = b"\r\n" if crlf else b"\n"
-        out += [b"From alice@example.org Tue Nov 14 22:13:%02d 2023" % (i % 60) + eol,
-                re.sub(rb"(?m)^(>*From )", rb">\1", raw), eol]  # fmt: skip
-    return b"".join(out)
-
-
-def write_mbox(path: str | Path, messages: list[bytes]) -> Path:
-    """Write ``messages`` as an mboxrd file."""
-    Path(path).write_bytes(mbox_bytes(messages))
-    return Path(path)
-
-
-def dovecot_name(i: int, raw: bytes, flags: str | None = "S") -> str:
-    """A Dovecot-style Maildir file name with ``,S=`` and ``,W=`` sizes (and ``:2,`` flags unless None)."""
-    w = len(raw) + raw.count(b"\n") - raw.count(b"\r\n")
-    name = f"{1700000000 + i}.M{i}P2.host,S={len(raw)},W={w}"
-    return name if flags is None else f"{name}:2,{flags}"
-
-
-def write_maildir(path: str | Path, messages: list[bytes]) -> list[Path]:
-    """A Maildir with Dovecot names: every 4th message in ``new/`` (no flags), the rest in ``cur/``."""
-    root = Path(path)
-    for sub in ("cur", "new", "tmp"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    files = []
-    for i, raw in enumerate(messages):
-        sub, flags = ("new", None) if i % 4 == 3 else ("cur", ["S", "RS", "", "FS"][i % 4])
-        files.append(root / sub / dovecot_name(i, raw, flags))
-        files[-1].write_bytes(raw)
-    return files
-
-
-def write_emldir(path: str | Path, messages: list[bytes]) -> list[Path]:
-    """A folder of ``NNNN.eml`` files."""
-    root = Path(path)
-    root.mkdir(parents=True, exist_ok=True)
-    files = [root / f"{i:04d}.eml" for i in range(len(messages))]
-    for f, raw in zip(files, messages, strict=True):
-        f.write_bytes(raw)
-    return files
 
 
 class Gpg:

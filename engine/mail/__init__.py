@@ -1,8 +1,10 @@
 """Mail archives: streaming readers and writers (mbox, Maildir, .eml directories), classification,
 PGP/MIME wrapping with RFC 9788 header protection, and the archive jobs that tie them together.
 
-Crypto is injected as plain callables so this layer does not depend on the OpenPGP core:
-``encrypt_payload(plaintext) -> armored`` and ``decrypt_payload(armored) -> plaintext``.
+Readers, writers, classification and PGP/MIME take crypto as plain callables
+(``encrypt_payload(plaintext) -> armored``, ``decrypt_payload(armored) -> plaintext``), so any peer can be
+plugged in; :mod:`engine.mail.crypto` adapts the in-process OpenPGP core and the key providers to that, and
+:func:`engine.mail.job.run_job` runs encrypt / decrypt / reencrypt on the process pool with a journal.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """Archive jobs: stream a source through classify → wrap/unwrap → sink, with a report and verification.
 
+:func:`run_job` is the command's entry point: the process pool, the journal and resume, in-process crypto
+(:mod:`engine.mail.crypto`). :func:`encrypt_archive` / :func:`decrypt_archive` are the sequential form
+with injected payload functions (any peer, such as gpg, can be plugged in).
+
 ``process_one`` is the whole per-message step: pure (no I/O), picklable arguments (module-level
 payload functions or ``functools.partial``), so the scheduler can run it in a process pool unchanged.
 Every message of the source reaches the sink exactly once and in order; one that cannot be processed
@@ -10,15 +14,22 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
-from engine.errors import InvalidArgument
+from engine.armor import ArmorWarning
+from engine.errors import InvalidArgument, NoMatchingKey
 from engine.mail.classify import MailClass, classify
+from engine.mail.crypto import CryptoConfig, check_config, current, init_worker
 from engine.mail.item import MailItem
 from engine.mail.pgpmime import NotWrappable, unwrap, wrap
 from engine.mail.report import Report, Result
+from engine.mail.sinks import ArchiveSink, Processed, partial_of, read_records
 from engine.mail.source import Sink, open_sink, open_source, sink_format
+from engine.scheduler import Journal, Progress, RunReport, run_journaled
 
 Payload = Callable[[bytes], bytes]
 MODES = ("encrypt", "decrypt")
@@ -52,6 +63,10 @@ def _decrypt_one(item: MailItem, cls: MailClass, payload: Payload) -> Result:
         out = unwrap(item.raw, payload)
     except NotWrappable as e:
         return Result(item.index, cls.value, "copied", item.raw, _sha(item.raw), e.reason)
+    except NoMatchingKey:  # for someone else: not an error of ours, but reported
+        return Result(
+            item.index, cls.value, "not-ours", item.raw, _sha(item.raw), "not encrypted to any given key"
+        )
     except Exception as e:
         return Result(item.index, cls.value, "copied", item.raw, _sha(item.raw), f"decryption failed: {e!r}")
     return Result(item.index, cls.value, "decrypted", out, _sha(out))
@@ -176,4 +191,175 @@ def decrypt_archive(
     )  # fmt: skip
 
 
-__all__ = ["Report", "Result", "decrypt_archive", "encrypt_archive", "process_one"]
+# --- journaled runs on the process pool -----------------------------------------------------------
+
+BATCH_BYTES = 8 << 20
+ERRORS = ("copied",)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What shapes each message's output (picklable: it travels with every batch)."""
+
+    mode: str  # encrypt, decrypt or reencrypt
+    keep_subject: bool = False
+    verify: bool = False
+    reencrypt_mode: str = "auto"  # rewrap, full or auto
+    encrypt_plain: bool = False
+
+
+def encrypt_checked(item: MailItem, cls: MailClass, opts: JobOptions) -> Result:
+    """Encrypt, then (with ``verify``) decrypt the result in memory with its session key and compare."""
+    st = current()
+    result = _encrypt_one(item, cls, st.encrypt_checkable if opts.verify else st.encrypt, opts.keep_subject)
+    if opts.verify and result.outcome == "encrypted":
+        try:
+            ok = _sha(unwrap(result.raw, st.open_with_last_key)) == result.sha256
+        except Exception:
+            ok = False
+        if not ok:
+            return Result(item.index, cls.value, "copied", item.raw, result.sha256, "self-check failed")
+    return result
+
+
+def work_item(opts: JobOptions, item: MailItem) -> Processed:
+    """Worker side of a journaled run: one message in, its output and outcome back; never raises."""
+    try:
+        with warnings.catch_warnings():  # a bad CRC in some message's armor is that message's business
+            warnings.simplefilter("ignore", ArmorWarning)
+            result = _work(opts, item)
+    except Exception as e:  # a bug or a provider failure: keep the message, say why
+        result = Result(item.index, "malformed", "copied", item.raw, _sha(item.raw), f"error: {e!r}")
+    out = item.with_raw(result.raw)
+    return Processed(
+        out, result.mail_class, result.outcome, result.sha256, len(item.raw), item.source, item.offset,
+        result.reason, _sha(result.raw),
+    )  # fmt: skip
+
+
+def _work(opts: JobOptions, item: MailItem) -> Result:
+    cls = classify(item.raw)
+    if opts.mode == "encrypt":
+        return encrypt_checked(item, cls, opts)
+    if opts.mode == "decrypt":
+        return _decrypt_one(item, cls, current().decrypt)
+    from engine.mail.reencrypt import reencrypt_one
+
+    return reencrypt_one(item, cls, opts, current())
+
+
+def _identity(path: Path) -> dict[str, object]:
+    """What identifies the source for a resume: size and mtime (of ``cur``/``new`` for a Maildir)."""
+    parts = [path / d for d in ("cur", "new")] if (path / "cur").is_dir() else [path]
+    stats = [p.stat() for p in parts]
+    return {"path": str(path.resolve()), "size": sum(s.st_size for s in stats),
+            "mtime_ns": [s.st_mtime_ns for s in stats]}  # fmt: skip
+
+
+def verify_output(path: Path, fmt: str, records: list[dict[str, object]]) -> dict[str, object]:
+    """Re-read a written archive: every message once, in order, with the bytes the workers produced."""
+    by_name = {r["name"]: r for r in records} if fmt != "mbox" else {}
+    mismatches: list[int] = []
+    count = 0
+    for item in open_source(path, "mboxrd" if fmt == "mbox" else fmt):
+        rec = records[item.index] if fmt == "mbox" and item.index < len(records) else by_name.get(item.name)
+        if rec is None or _sha(item.raw) != rec["out_sha256"]:
+            mismatches.append(item.index)
+        count += 1
+    self_check = [int(r["i"]) for r in records if r["reason"] == "self-check failed"]  # type: ignore[call-overload]
+    ok = count == len(records) and not mismatches and not self_check
+    return {"checked": count, "expected": len(records), "mismatches": mismatches,
+            "self_check_failures": self_check, "ok": ok}  # fmt: skip
+
+
+def _prepare(src: Path, dst: Path, journal: Path, resume: bool, overwrite: bool) -> None:
+    if dst.resolve() == src.resolve() or dst.resolve().is_relative_to(src.resolve()):
+        raise InvalidArgument("the destination must lie outside the source")
+    if resume:
+        if not journal.exists():
+            raise InvalidArgument(f"nothing to resume: {journal} does not exist")
+        if dst.exists() and not partial_of(dst).exists():
+            raise InvalidArgument(f"{dst} exists and is complete; nothing to resume")
+        return
+    if dst.exists() and not overwrite:
+        raise InvalidArgument(f"{dst} exists (pass --force to replace it)")
+    if journal.exists() and not overwrite:
+        raise InvalidArgument(
+            f"{journal}: an interrupted run; pass --resume to finish it or --force to start over"
+        )
+
+
+def run_job(
+    src: str | Path,
+    dst: str | Path,
+    opts: JobOptions,
+    crypto: CryptoConfig,
+    *,
+    fmt: str | None = None,
+    out_fmt: str | None = None,
+    workers: int | None = None,
+    batch_size: int = 64,
+    resume: bool = False,
+    overwrite: bool = False,
+    report: str | Path | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Run ``opts.mode`` over the archive ``src`` into ``dst`` on the process pool, journaled.
+
+    Results are written in input order into ``DST.partial``; ``DST.journal`` records progress so that
+    ``resume=True`` after a crash or kill finishes the same output without redoing (or re-encrypting)
+    what is written. With ``opts.verify`` the output is re-read before it is renamed into place.
+    Raises :class:`~engine.scheduler.Interrupted` on Ctrl-C (resumable).
+    """
+    if opts.mode not in (*MODES, "reencrypt"):
+        raise InvalidArgument(f"unknown mode {opts.mode!r}")
+    src, dst = Path(src), Path(dst)
+    source = open_source(src, fmt)
+    journal_path = dst.with_name(dst.name + ".journal")
+    _prepare(src, dst, journal_path, resume, overwrite)
+    check_config(crypto)
+    fmt_out = sink_format(out_fmt or source.fmt)
+    sink = ArchiveSink(dst, fmt_out, overwrite=overwrite)
+    params = {"opts": {**asdict(opts), "verify": None}, "src": _identity(src), "fmt": source.fmt, "out": fmt_out,
+              "recipients": [_sha(c) for c in crypto.recipients], "keys": crypto.keys and crypto.keys.specs}  # fmt: skip
+    run = RunReport()
+    try:
+        run_journaled(
+            source, partial(work_item, opts), sink, Journal(journal_path), params, resume=resume,
+            progress=progress, report=run, outcome=lambda p: p.outcome, workers=workers,
+            batch_size=batch_size, batch_bytes=BATCH_BYTES, item_size=lambda i: len(i.raw),
+            initializer=init_worker, initargs=(crypto,),
+        )  # fmt: skip
+    finally:
+        sink.close()
+    rep = Report(opts.mode, str(src), str(dst), source.fmt, fmt_out, run=run.as_dict())
+    records = list(read_records(sink.records))
+    for r in records:
+        rep.count(r["i"], r["class"], r["outcome"], r["sha256"], r["in"], r["out"], r["file"], r["offset"],
+                  r["reason"])  # fmt: skip
+    if opts.verify:
+        rep.verify = verify_output(sink.partial, fmt_out, records)
+    if rep.verify is None or rep.verify["ok"]:
+        sink.commit()
+        rep.committed = True
+    else:
+        sink.abort()
+    journal_path.unlink(missing_ok=True)
+    rep.seconds = run.as_dict()["elapsed_s"]
+    if report is not None:
+        rep.write(report)
+    return rep
+
+
+__all__ = [
+    "JobOptions",
+    "Processed",
+    "Report",
+    "Result",
+    "decrypt_archive",
+    "encrypt_archive",
+    "process_one",
+    "run_job",
+    "verify_output",
+    "work_item",
+]

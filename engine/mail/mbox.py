@@ -152,7 +152,7 @@ def read_mbox(path: str | Path, variant: str = "mboxrd") -> Iterator[MailItem]:
                 nxt = len(buf.data) if nxt_from < 0 else nxt_from + 1
                 raw, had_eol = _strip_separator_eol(bytes(buf.data[start:nxt]))
                 truncated = nxt_from < 0 and not had_eol and bool(raw)
-                if variant == "mboxrd":
+                if variant == "mboxrd" and b">From " in raw:  # the substring test is ~50x faster
                     raw = _UNQUOTE.sub(rb"\1", raw)
             yield MailItem(index, raw, sep, buf.base, source, truncated=truncated)
             buf.consume(nxt)
@@ -181,7 +181,7 @@ class MboxWriter:
         if not sep.endswith(b"\n"):
             sep += separator_eol(raw)
         self.f.write(sep)
-        self.f.write(_QUOTE.sub(rb">\1", raw))
+        self.f.write(_QUOTE.sub(rb">\1", raw) if b"From " in raw else raw)
         self.f.write(separator_eol(raw))
         self.count += 1
 

@@ -165,8 +165,8 @@ def wrap(raw: bytes, encrypt_payload: EncryptPayload, *, keep_subject: bool = Fa
     return b"".join(parts)
 
 
-def _encrypted_part(raw: bytes) -> tuple[bytes, int]:
-    """The armored message of part 2 of a PGP/MIME message and the header end of the outer message."""
+def armored_span(raw: bytes) -> tuple[int, int, int]:
+    """``(start, end, header_end)``: where part 2's armored message lies in a PGP/MIME message."""
     header_end, body_start = split_header(raw)
     try:
         ct = content_type(raw, header_end)
@@ -181,11 +181,29 @@ def _encrypted_part(raw: bytes) -> tuple[bytes, int]:
     starts = [m.end() for m in delim.finditer(raw, body_start)]
     if len(starts) < 3:
         raise NotWrappable("PGP/MIME message without its encrypted part")
-    part = raw[starts[1] : starts[2]]
-    begin, end = part.find(_BEGIN), part.rfind(_END)
+    begin, end = raw.find(_BEGIN, starts[1], starts[2]), raw.rfind(_END, starts[1], starts[2])
     if begin < 0 or end < begin:
         raise NotWrappable("encrypted part holds no armored OpenPGP message")
-    return part[begin : end + len(_END)] + b"\n", header_end
+    return begin, end + len(_END), header_end
+
+
+def _encrypted_part(raw: bytes) -> tuple[bytes, int]:
+    """The armored message of part 2 of a PGP/MIME message and the header end of the outer message."""
+    begin, end, header_end = armored_span(raw)
+    return raw[begin:end] + b"\n", header_end
+
+
+def replace_armored(raw: bytes, transform: Callable[[bytes], bytes]) -> bytes:
+    """The same PGP/MIME message with part 2's armored message replaced by ``transform(armored)``.
+
+    Everything else (outer header, MIME structure, boundary, line endings) stays byte for byte.
+    """
+    begin, end, _ = armored_span(raw)
+    new = transform(raw[begin:end] + b"\n")
+    start, stop = new.find(_BEGIN), new.rfind(_END)
+    if start < 0 or stop < start:
+        raise StructuralError("transform did not return an armored OpenPGP message")
+    return raw[:begin] + eol_of(raw).join(new[start : stop + len(_END)].splitlines()) + raw[end:]
 
 
 def _merge_foreign(raw: bytes, header_end: int, inner: bytes) -> bytes:

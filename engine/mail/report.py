@@ -48,27 +48,41 @@ class Report:
     verify: dict[str, Any] | None = None
     committed: bool = False
     seconds: float = 0.0
+    run: dict[str, Any] = field(default_factory=dict)  # this run's rates (a resumed run: its part only)
     _outcome_of: list[str] = field(default_factory=list, repr=False)
 
     def add(self, item: MailItem, result: Result) -> None:
         """Count one processed message."""
+        self.count(
+            item.index, result.mail_class, result.outcome, result.sha256, len(item.raw), len(result.raw),
+            item.source, item.offset, result.reason,
+        )  # fmt: skip
+
+    def count(
+        self,
+        index: int,
+        mail_class: str,
+        outcome: str,
+        sha256: str,
+        bytes_in: int,
+        bytes_out: int,
+        file: str = "",
+        offset: int = 0,
+        reason: str | None = None,
+    ) -> None:
+        """Count one message from its parts (a journaled run rebuilds its report from records)."""
         self.messages += 1
-        self.bytes_in += len(item.raw)
-        self.bytes_out += len(result.raw)
-        self.classes[result.mail_class] += 1
-        self.outcomes[result.outcome] += 1
-        self.sha256.append(result.sha256)
-        self._outcome_of.append(result.outcome)
-        if result.outcome == "copied":
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+        self.classes[mail_class] += 1
+        self.outcomes[outcome] += 1
+        self.sha256.append(sha256)
+        self._outcome_of.append(outcome)
+        if outcome in ("copied", "not-ours"):  # carried over unchanged: listed with the reason
             self.failures.append(
-                {
-                    "index": item.index,
-                    "file": item.source,
-                    "offset": item.offset,
-                    "class": result.mail_class,
-                    "reason": result.reason,
-                }
-            )
+                {"index": index, "file": file, "offset": offset, "class": mail_class, "outcome": outcome,
+                 "reason": reason}
+            )  # fmt: skip
 
     def outcome_of(self, index: int) -> str:
         """The outcome of message ``index`` (used by verification)."""
@@ -96,6 +110,7 @@ class Report:
             "failures": self.failures,
             "verify": self.verify,
             "committed": self.committed,
+            "run": self.run,
             "sha256": self.sha256,
         }
 

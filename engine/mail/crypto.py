@@ -1,0 +1,207 @@
+"""Per-worker crypto state for the archive jobs: recipients resolved and key providers opened once.
+
+A :class:`CryptoConfig` is small and picklable (certificate bytes, ``--key`` strings, a passphrase held in
+memory only); :func:`init_worker` is the scheduler's per-process initializer: it parses the certificates,
+selects their encryption subkeys and opens the key providers (a gpg-agent connection, a PKCS#11 session)
+once per process. The payload functions below use that state and the in-process OpenPGP core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import InvalidArgument, NoMatchingKey, PgpBulkError, UnusableKey
+from engine.openpgp import message
+from engine.openpgp.keys import read_certs
+from engine.openpgp.pkesk import Pkesk, Recipient, SessionKey
+from engine.openpgp.provider import InProcessKeyProvider, KeyProvider
+from engine.openpgp.secret_key import WrongPassphrase
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    """``--key`` values, the GnuPG home for ``agent:``, the passphrase/PIN and ``--cert`` for ``pkcs11:``."""
+
+    specs: tuple[str, ...]
+    gnupghome: str | None = None
+    passphrase: bytes | None = field(default=None, repr=False)
+    certs: tuple[bytes, ...] = ()
+    secret_keys: tuple[bytes, ...] = field(default=(), repr=False)  # in-memory keys (library use, demo)
+
+
+@dataclass(frozen=True)
+class CryptoConfig:
+    """What a worker needs: public certificates to encrypt to and/or keys to decrypt with."""
+
+    recipients: tuple[bytes, ...] = ()
+    keys: KeyConfig | None = None
+
+
+class MultiProvider:
+    """Several key providers as one: each PKESK goes to the first provider holding its key."""
+
+    def __init__(self, providers: Sequence[KeyProvider]) -> None:
+        self.providers = list(providers)
+
+    def key_ids(self) -> frozenset[bytes]:
+        return frozenset().union(*(p.key_ids() for p in self.providers))
+
+    def fingerprints(self) -> frozenset[bytes]:
+        return frozenset().union(*(p.fingerprints() for p in self.providers))
+
+    def decrypt_session_key(self, pkesk: Pkesk) -> SessionKey:
+        for provider in self.providers:
+            try:
+                return provider.decrypt_session_key(pkesk)
+            except NoMatchingKey:
+                continue
+        raise NoMatchingKey("no secret key for this recipient")
+
+
+def _file_provider(path: Path, passphrase: bytes | None) -> KeyProvider:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"--key {path}: {exc.strerror}") from None
+    secrets = [c for c in read_certs(data, str(path)) if c.is_secret]
+    if not secrets:
+        raise InvalidArgument(f"--key {path}: no secret key in the file")
+    try:
+        return InProcessKeyProvider(secrets, passphrase)
+    except WrongPassphrase:
+        raise InvalidArgument(f"--key {path}: wrong passphrase") from None
+    except UnusableKey as exc:
+        hint = "; give --passphrase-file" if passphrase is None and "passphrase" in str(exc) else ""
+        raise InvalidArgument(f"--key {path}: {exc}{hint}") from None
+
+
+def needs_passphrase(specs: Sequence[str], gnupghome: str | None = None) -> bool:
+    """True when a ``file:`` key among ``specs`` is passphrase-protected (so a prompt is worth it)."""
+    from engine.keys.uri import FileKeySpec, parse_key_spec
+
+    for text in specs:
+        spec = parse_key_spec(text, gnupghome)
+        if isinstance(spec, FileKeySpec) and spec.path.is_file():
+            certs = read_certs(spec.path.read_bytes(), str(spec.path))
+            if any(k.is_protected for c in certs for k in c.secret_keys()):
+                return True
+    return False
+
+
+def open_provider(keys: KeyConfig) -> KeyProvider:
+    """Open every ``--key`` (unlocking files, connecting to the agent, logging in to tokens)."""
+    from engine.keys.uri import AgentKeySpec, FileKeySpec, parse_key_spec
+
+    providers: list[KeyProvider] = []
+    for text in keys.specs:
+        spec = parse_key_spec(text, keys.gnupghome)
+        if isinstance(spec, FileKeySpec):
+            providers.append(_file_provider(spec.path, keys.passphrase))
+        elif isinstance(spec, AgentKeySpec):
+            from engine.keys.providers import agent_provider
+
+            providers.append(agent_provider(spec.gnupghome, spec.fingerprint, passphrase=keys.passphrase))
+        else:
+            from engine.keys.providers import pkcs11_provider
+
+            if not keys.certs:
+                raise InvalidArgument(f"--key {spec}: a pkcs11: key needs its certificate (--cert FILE)")
+            certs = [c for blob in keys.certs for c in read_certs(blob, "--cert")]
+            pin = keys.passphrase.decode() if keys.passphrase is not None else None
+            providers.append(pkcs11_provider(text, certs, pin=pin))
+    if keys.secret_keys:
+        certs = [c for blob in keys.secret_keys for c in read_certs(blob, "secret key")]
+        providers.append(InProcessKeyProvider(certs, keys.passphrase))
+    if not providers:
+        raise InvalidArgument("at least one --key is needed")
+    return providers[0] if len(providers) == 1 else MultiProvider(providers)
+
+
+class WorkerState:
+    """Recipients and key provider of one process, built once from a :class:`CryptoConfig`."""
+
+    def __init__(self, config: CryptoConfig) -> None:
+        self.config = config
+        certs = [c for blob in config.recipients for c in read_certs(blob, "recipient")]
+        self.recipients: list[Recipient] = message.resolve_recipients(certs)
+        self.aead = bool(self.recipients) and all(r.seipd_v2 for r in self.recipients)
+        self.provider: KeyProvider | None = open_provider(config.keys) if config.keys else None
+        self._self_check: tuple[Recipient, KeyProvider] | None = None
+        self.last_session_key: SessionKey | None = None
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        """Armored message for the recipients (the encrypt payload function)."""
+        return message.encrypt(plaintext, self.recipients, armor=True, aead=self.aead)
+
+    def encrypt_checkable(self, plaintext: bytes) -> bytes:
+        """Like :meth:`encrypt`, remembering the session key so the result can be checked in memory.
+
+        The message is encrypted to a throwaway key of this process, whose PKESK yields the session key,
+        then re-wrapped to the real recipients: the same data packet, the real PKESKs only.
+        """
+        recipient, provider = self._checker()
+        sealed = message.encrypt(plaintext, [recipient], aead=self.aead)
+        sk = message.decrypt_session_key(sealed, provider)
+        self.last_session_key = sk
+        return message.rewrap(sealed, sk, self.recipients, armor=True)
+
+    def open_with_last_key(self, armored: bytes) -> bytes:
+        """Decrypt what :meth:`encrypt_checkable` produced last, with its session key."""
+        if self.last_session_key is None:
+            raise InvalidArgument("no session key to check with")
+        return message.decrypt(armored, session_key=self.last_session_key).plaintext
+
+    def _checker(self) -> tuple[Recipient, KeyProvider]:
+        if self._self_check is None:
+            from engine.openpgp.keygen import generate
+
+            key = generate("pgpbulk self-check")
+            self._self_check = (message.recipient_of(key), InProcessKeyProvider([key]))
+        return self._self_check
+
+    def decrypt(self, armored: bytes) -> bytes:
+        """Plaintext of an armored message (the decrypt payload function)."""
+        if self.provider is None:
+            raise InvalidArgument("no --key to decrypt with")
+        return message.decrypt(armored, self.provider).plaintext
+
+
+_current: WorkerState | None = None
+
+
+def init_worker(config: CryptoConfig) -> None:
+    """Scheduler initializer: build this process's state (kept when the config is the same)."""
+    global _current
+    if _current is None or _current.config != config:
+        _current = WorkerState(config)
+
+
+def current() -> WorkerState:
+    """This process's state (after :func:`init_worker`)."""
+    if _current is None:
+        raise InvalidArgument("crypto state not initialized in this process")
+    return _current
+
+
+def check_config(config: CryptoConfig) -> WorkerState:
+    """Build the state in this process first, so bad keys fail early with one clear message."""
+    try:
+        init_worker(config)
+    except PgpBulkError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(str(exc)) from None
+    return current()
+
+
+__all__ = [
+    "CryptoConfig",
+    "KeyConfig",
+    "MultiProvider",
+    "WorkerState",
+    "check_config",
+    "init_worker",
+    "needs_passphrase",
+]

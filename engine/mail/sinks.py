@@ -1,0 +1,227 @@
+"""Resumable archive sinks: the scheduler's :class:`~engine.scheduler.ResumableSink` for mbox, Maildir, .eml.
+
+Output goes to ``DST.partial`` (a file or a folder, mode 0600/0700) and a per-message record file
+``DST.journal-records`` (JSON lines: class, outcome, hashes, sizes, output name), both made durable at
+each checkpoint before the journal commits. Rewinding to a journaled position keeps exactly the first
+``items`` messages: an mbox is truncated to the journaled offset after its prefix is checked against the
+journaled SHA-256 (:class:`~engine.scheduler.AppendFile`); in a Maildir or .eml folder, whose files are
+idempotent per name, every file not named in the kept records is removed. Generated Maildir names carry a
+stamp kept in the journal's digest field, so a resumed run names messages as the first run did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InvalidArgument
+from engine.mail.emldir import EmlDirWriter
+from engine.mail.item import MailItem
+from engine.mail.maildir import SUBDIRS, MaildirWriter, fix_sizes
+from engine.mail.mbox import MboxWriter
+from engine.mail.source import sink_format
+from engine.scheduler import AppendFile, Failed, Position, ResumeRefused
+from engine.scheduler.journal import fsync_dir
+
+
+@dataclass(frozen=True)
+class Processed:
+    """One message's result as a worker returns it: the output item and what happened."""
+
+    item: MailItem  # the output bytes at the source message's place (separator, name, folder)
+    mail_class: str
+    outcome: str
+    sha256: str  # of the plaintext message (input for encrypt, restored message for decrypt)
+    bytes_in: int
+    source: str = ""
+    offset: int = 0
+    reason: str | None = None
+    out_sha256: str = ""  # of the bytes written, for the final re-read check
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def partial_of(dst: Path) -> Path:
+    return dst.with_name(dst.name + ".partial")
+
+
+def records_of(dst: Path) -> Path:
+    return dst.with_name(dst.name + ".journal-records")
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The per-message records written so far, in input order."""
+    with open(path, "rb") as f:
+        for line in f:
+            yield json.loads(line)
+
+
+class ArchiveSink:
+    """Writes processed messages into ``DST.partial`` and their records; ``commit`` renames into place."""
+
+    def __init__(self, dst: str | Path, fmt: str, *, overwrite: bool = False) -> None:
+        self.path = Path(dst)
+        self.fmt = sink_format(fmt)
+        if self.fmt not in ("mbox", "maildir", "emldir"):
+            raise InvalidArgument(f"cannot write format {fmt!r}")
+        self.overwrite = overwrite
+        self.partial = partial_of(self.path)
+        self.records = records_of(self.path)
+        self._stamp = int(time.time())
+        self._file: AppendFile | None = None
+        self._writer: MboxWriter | MaildirWriter | EmlDirWriter | None = None
+        self._rec: Any = None
+        self._pending: list[bytes] = []
+
+    # -- ResumableSink ------------------------------------------------------------------------------
+    def rewind(self, position: Position) -> None:
+        """Start afresh (``items == 0``) or keep exactly the first ``position.items`` messages."""
+        self.close()
+        fresh = position.items == 0
+        if fresh:
+            _remove(self.partial)
+            _remove(self.records)
+        elif not self.partial.exists() or not self.records.exists():
+            raise ResumeRefused(f"{self.partial}: partial output missing; start again without --resume")
+        kept = self._rewind_records(position.items)
+        if self.fmt == "mbox":
+            if fresh:
+                os.close(os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            self._file = AppendFile(self.partial)
+            self._file.rewind(position)
+            self._writer = MboxWriter(self._file)  # type: ignore[arg-type]
+            return
+        if not fresh:
+            self._stamp = int(position.digest.partition("stamp=")[2] or self._stamp)
+            self._prune({r["name"] for r in kept})
+        self._writer = MaildirWriter(self.partial) if self.fmt == "maildir" else EmlDirWriter(self.partial)
+
+    def _rewind_records(self, items: int) -> list[dict[str, Any]]:
+        fd = os.open(self.records, os.O_RDWR | os.O_CREAT, 0o600)
+        f = os.fdopen(fd, "r+b")
+        kept: list[dict[str, Any]] = []
+        size = 0
+        for line in f:
+            if len(kept) == items or not line.endswith(b"\n"):
+                break
+            kept.append(json.loads(line))
+            size += len(line)
+        if len(kept) < items:
+            f.close()
+            raise ResumeRefused(f"{self.records}: {len(kept)} records, the journal claims {items}")
+        f.truncate(size)
+        f.seek(size)
+        os.fsync(f.fileno())
+        self._rec = f
+        return kept
+
+    def _prune(self, names: set[str]) -> None:
+        """Remove files written after the journaled position (and stray temporary files)."""
+        dirs = [self.partial / d for d in SUBDIRS] if self.fmt == "maildir" else [self.partial]
+        for d in dirs:
+            for entry in os.scandir(d):
+                if entry.is_file() and entry.name not in names:
+                    os.unlink(entry.path)
+        if self.fmt == "maildir":
+            for entry in os.scandir(self.partial / "tmp"):
+                os.unlink(entry.path)
+        missing = [n for n in names if not any((d / n).exists() for d in dirs)]
+        if missing:
+            raise ResumeRefused(f"{self.partial}: {len(missing)} journaled messages are missing")
+
+    def write_batch(self, results: list[Any]) -> None:
+        """Write each processed message and queue its record (durable at :meth:`checkpoint`)."""
+        for p in results:
+            if isinstance(p, Failed):  # item functions never raise; this is a bug, not a message problem
+                raise InvalidArgument(f"message #{p.index} could not be processed: {p.reason}")
+            self._pending.append(self._write(p))
+
+    def _write(self, p: Processed) -> bytes:
+        item, w, name = p.item, self._writer, None
+        if isinstance(w, MboxWriter):
+            w.write(item.raw, item.separator_line)
+        elif isinstance(w, MaildirWriter):
+            name = item.name if item.subdir else f"{self._stamp}.M{item.index:08d}.pgpbulk:2,"
+            name = fix_sizes(name, item.raw)
+            w.write(item.raw, name, item.subdir)
+        elif isinstance(w, EmlDirWriter):
+            name = Path(w.write(item.raw, item.name, item.index)).name
+        else:
+            raise InvalidArgument("sink not rewound")
+        rec = {
+            "i": item.index,
+            "class": p.mail_class,
+            "outcome": p.outcome,
+            "sha256": p.sha256,
+            "out_sha256": p.out_sha256,
+            "in": p.bytes_in,
+            "out": len(item.raw),
+            "file": p.source,
+            "offset": p.offset,
+            "reason": p.reason,
+            "name": name,
+        }
+        return json.dumps(rec, separators=(",", ":")).encode() + b"\n"
+
+    def checkpoint(self) -> tuple[int, str]:
+        """Output durable first, then the records; returns the journal's ``(offset, digest)``."""
+        if self._file is not None:
+            offset, digest = self._file.checkpoint()
+        elif isinstance(self._writer, MaildirWriter):
+            self._writer.sync()
+        if self._file is None:
+            fsync_dir(self.partial)
+        self._rec.write(b"".join(self._pending))
+        self._rec.flush()
+        os.fsync(self._rec.fileno())
+        self._pending.clear()
+        if self._file is None:
+            offset, digest = self._rec.tell(), f"stamp={self._stamp}"
+        return offset, digest
+
+    # -- end of the run -----------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._rec is not None:
+            self._rec.close()
+            self._rec = None
+
+    def commit(self) -> None:
+        """Rename ``DST.partial`` to ``DST`` (replacing it only with ``overwrite``) and drop the records."""
+        self.close()
+        old = None
+        if self.path.exists():
+            if not self.overwrite:
+                raise InvalidArgument(
+                    f"{self.path} appeared while writing; the output stays in {self.partial}"
+                )
+            if self.path.is_dir():
+                old = self.path.with_name(f"{self.path.name}.old-{os.getpid()}")
+                os.rename(self.path, old)
+        os.replace(self.partial, self.path)
+        fsync_dir(self.path.parent)
+        if old is not None:
+            shutil.rmtree(old)
+        _remove(self.records)
+
+    def abort(self) -> None:
+        """Remove the partial output and the records."""
+        self.close()
+        _remove(self.partial)
+        _remove(self.records)
+
+
+__all__ = ["ArchiveSink", "Processed", "partial_of", "read_records", "records_of"]
