@@ -1,0 +1,112 @@
+"""The build manifest: every published address with its hash, keys, file SHA-256 and paths (JSON).
+
+It lists every address, so it is written **outside** the served tree by default (beside the web root:
+``WEBROOT.wkd-manifest.json``): WKD hashes local parts precisely so that a server does not hand out its
+address list. ``--incremental`` reads the previous manifest to reuse files and report the differences.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InvalidArgument
+
+__all__ = ["FORMAT", "Diff", "Manifest", "default_path", "diff", "load", "save"]
+
+FORMAT = "pgpbulk-wkd-manifest/1"
+
+
+@dataclass
+class Manifest:
+    """``entries``: one dict per address (address, domain, local, hash, fingerprints, created, status,
+    sha256, paths, methods); ``version``: the directory name the tree was published as."""
+
+    version: str
+    method: str
+    domains: list[str] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    policy_sha256: str = ""
+    created: str = ""
+
+    def by_address(self) -> dict[str, dict[str, Any]]:
+        return {e["address"]: e for e in self.entries}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "created": self.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "version": self.version,
+            "method": self.method,
+            "domains": self.domains,
+            "policy_sha256": self.policy_sha256,
+            "entries": self.entries,
+        }
+
+
+def default_path(webroot: str | os.PathLike[str]) -> Path:
+    """``WEBROOT.wkd-manifest.json`` beside the web root (never inside the served tree)."""
+    root = Path(os.path.abspath(webroot))
+    return root.with_name(root.name + ".wkd-manifest.json")
+
+
+def save(manifest: Manifest, path: str | os.PathLike[str]) -> None:
+    """Write atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(manifest.to_json(), f, ensure_ascii=False, indent=1)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load(path: str | os.PathLike[str]) -> Manifest:
+    """Read a manifest; InvalidArgument when it is not one of ours."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"{path}: not a JSON manifest ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise InvalidArgument(f"{path}: not a pgpbulk WKD manifest (format {FORMAT!r} expected)")
+    return Manifest(
+        raw["version"],
+        raw["method"],
+        raw.get("domains", []),
+        raw.get("entries", []),
+        raw.get("policy_sha256", ""),
+        raw.get("created", ""),
+    )
+
+
+@dataclass(frozen=True)
+class Diff:
+    """Addresses added, removed and whose published file changed, against the previous manifest."""
+
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+    unchanged: int
+
+    def line(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed, "
+            f"{self.unchanged} unchanged"
+        )
+
+
+def diff(old: Manifest | None, new: Manifest) -> Diff:
+    """Compare two manifests by address and file SHA-256."""
+    before = old.by_address() if old else {}
+    after = new.by_address()
+    added = sorted(a for a in after if a not in before)
+    removed = sorted(a for a in before if a not in after)
+    changed = sorted(a for a in after if a in before and before[a]["sha256"] != after[a]["sha256"])
+    unchanged = sum(1 for a in after if a in before and before[a]["sha256"] == after[a]["sha256"])
+    return Diff(added, removed, changed, unchanged)

@@ -1,0 +1,315 @@
+"""Atomic publication of a WKD tree under ``WEBROOT/.well-known/openpgpkey``.
+
+Layout: ``.well-known/openpgpkey`` is a symlink to a versioned directory ``openpgpkey.v-STAMP-ID`` beside
+it. A build writes into ``openpgpkey.new-XXXX`` (a fresh directory the web server never sees), syncs it,
+renames it to its version name, then replaces the symlink with ``rename(2)`` of a new symlink over it:
+a path lookup resolves either the old or the new complete tree, never a mix. A first run over a real
+directory (from gpg-wks-client, say) swaps it with ``renameat2(RENAME_EXCHANGE)``, also atomic. Old
+versions beyond ``keep`` are removed after the switch; a killed build leaves only an ``openpgpkey.new-*``
+directory that the next build removes. One build at a time (``flock`` on ``.well-known``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import functools
+import hashlib
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InvalidArgument
+from engine.scheduler import Failed, run_ordered
+from engine.wkd import manifest as mf
+from engine.wkd.build import OTHER_DOMAIN, BuildOptions, CertResult, Slot, TreeWriter, select_batch
+from engine.wkd.policy import policy_bytes
+from engine.wkd.sources import CertBlob, SourceProblem, iter_cert_blobs
+from engine.wkd.validate import normalize_domain
+
+__all__ = ["BuildReport", "build", "current_version", "switch_symlink"]
+
+LINK = "openpgpkey"
+VERSION_PREFIX = "openpgpkey.v-"
+STAGING_PREFIX = "openpgpkey.new-"
+_EXAMPLES = 3
+
+
+@dataclass
+class BuildReport:
+    """What a build did: counts, reasons for what was left out, timings, the difference to before."""
+
+    keys: int = 0
+    addresses: int = 0
+    files_written: int = 0
+    files_reused: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[SourceProblem] = field(default_factory=list)
+    seconds: float = 0.0
+    seconds_parse: float = 0.0
+    seconds_select: float = 0.0
+    seconds_write: float = 0.0
+    version: str = ""
+    manifest_path: str = ""
+    diff: mf.Diff | None = None
+
+    def skip(self, reason: str, what: str) -> None:
+        self.skipped[reason] += 1
+        ex = self.examples.setdefault(reason, [])
+        if len(ex) < _EXAMPLES:
+            ex.append(what)
+
+    @property
+    def keys_per_second(self) -> float:
+        return self.keys / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line: keys read, addresses published, skipped with reasons, time, keys/s."""
+        shown = {r: n for r, n in self.skipped.items() if r != OTHER_DOMAIN}
+        skipped = ", ".join(f"{n} {r}" for r, n in sorted(shown.items(), key=lambda x: -x[1])) or "none"
+        if self.skipped.get(OTHER_DOMAIN):
+            skipped += f" (+{self.skipped[OTHER_DOMAIN]} in other domains)"
+        return (
+            f"wkd build: {self.keys} keys read, {self.addresses} addresses published, skipped: {skipped}; "
+            f"{self.seconds:.2f} s, {self.keys_per_second:.0f} keys/s"
+        )
+
+
+# -- the switch ----------------------------------------------------------------------------------
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: file system or kernel cannot
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def switch_symlink(link: Path, target: str) -> Path | None:
+    """Point ``link`` at ``target`` (a name beside it) atomically. When ``link`` was a real directory,
+    it is swapped out and its new path returned (so the caller can keep or remove it)."""
+    tmp = link.with_name(f".{link.name}.switch-{os.getpid()}-{secrets.token_hex(4)}")
+    os.symlink(target, tmp)
+    if link.is_symlink() or not os.path.lexists(link):
+        os.replace(tmp, link)
+        return None
+    if not link.is_dir():
+        os.unlink(tmp)
+        raise InvalidArgument(f"{link} exists and is neither a directory nor a symlink")
+    moved = link.with_name(f"{VERSION_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-migrated")
+    if _exchange(tmp, link):
+        os.rename(tmp, moved)
+    else:  # no atomic exchange here: a brief moment without a tree
+        os.rename(link, moved)
+        os.replace(tmp, link)
+    return moved
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def current_version(webroot: str | os.PathLike[str]) -> Path | None:
+    """The directory ``.well-known/openpgpkey`` resolves to now, or None."""
+    link = Path(webroot) / ".well-known" / LINK
+    return link.resolve() if link.exists() else None
+
+
+@contextlib.contextmanager
+def _locked(wellknown: Path) -> Iterator[None]:
+    fd = os.open(wellknown, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InvalidArgument(f"another WKD build is running in {wellknown}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _cleanup(wellknown: Path, current: str, keep: int) -> None:
+    """Remove stale staging directories and versions beyond the current one and ``keep`` previous."""
+    versions = sorted(
+        (
+            p
+            for p in wellknown.iterdir()
+            if p.name.startswith(VERSION_PREFIX) and p.is_dir() and not p.is_symlink()
+        ),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    old = [p for p in versions if p.name != current]
+    for p in old[keep:]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+# -- the previous version, for --incremental -------------------------------------------------------
+def _previous_files(old: Path | None, manifest: mf.Manifest | None) -> dict[str, tuple[str, Path]]:
+    """Relative path -> (SHA-256, absolute path) of the live tree (from its manifest, else by hashing)."""
+    if old is None:
+        return {}
+    if manifest is not None and manifest.version == old.name:
+        return {rel: (e["sha256"], old / rel) for e in manifest.entries for rel in e["paths"].values()}
+    out = {}
+    for path in old.rglob("*"):
+        if path.is_file() and path.parent.name == "hu":
+            out[str(path.relative_to(old))] = (hashlib.sha256(path.read_bytes()).hexdigest(), path)
+    return out
+
+
+# -- the build -------------------------------------------------------------------------------------
+def _blobs(items: Iterable[CertBlob | SourceProblem], report: BuildReport) -> Iterator[CertBlob]:
+    for item in items:
+        if isinstance(item, SourceProblem):
+            report.problems.append(item)
+            report.skip(item.reason.split(":")[0], f"{item.source} byte {item.offset}")
+        else:
+            yield item
+
+
+def _entry(writer: TreeWriter, slot: Slot) -> dict[str, Any]:
+    return {
+        "address": slot.address,
+        "domain": slot.domain,
+        "local": slot.local,
+        "hash": slot.hash,
+        "fingerprints": [k[0] for k in slot.keys],
+        "created": [k[1] for k in slot.keys],
+        "status": slot.status,
+        "sha256": slot.sha256,
+        "paths": writer.paths(slot),
+    }
+
+
+def build(
+    out: str | os.PathLike[str],
+    sources: Sequence[str],
+    *,
+    gnupghome: str | None = None,
+    domains: Sequence[str] | None = None,
+    method: str = "advanced",
+    include_expired: bool = False,
+    include_revoked: bool = False,
+    submission_address: str | None = None,
+    protocol_version: int | None = None,
+    workers: int | None = None,
+    incremental: bool = False,
+    manifest_path: str | os.PathLike[str] | None = None,
+    keep: int = 1,
+    now: int | None = None,
+    progress: Any = None,
+) -> BuildReport:
+    """Build the WKD tree of ``sources`` and publish it atomically under ``out/.well-known/openpgpkey``."""
+    t0 = time.perf_counter()
+    if not sources and not gnupghome:
+        raise InvalidArgument("no keyring given: name files, directories, '-' or --gnupghome")
+    chosen = sorted({normalize_domain(d) for d in domains}) if domains else None
+    if method != "advanced" and chosen is not None and len(chosen) > 1:
+        raise InvalidArgument("the direct method serves one domain per web root: name exactly one --domain")
+    policy = policy_bytes(submission_address, protocol_version)
+    opts = BuildOptions(frozenset(chosen) if chosen else None, include_expired, include_revoked, now)
+    report = BuildReport()
+    wellknown = Path(out) / ".well-known"
+    wellknown.mkdir(parents=True, exist_ok=True)
+    manifest_file = Path(manifest_path) if manifest_path else mf.default_path(out)
+    report.manifest_path = str(manifest_file)
+    with _locked(wellknown):
+        for stale in wellknown.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        old = current_version(out)
+        old_manifest = mf.load(manifest_file) if manifest_file.exists() else None
+        previous = _previous_files(old, old_manifest) if incremental else {}
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=wellknown))
+        try:
+            staging.chmod(0o755)
+            writer = TreeWriter(staging, method, policy, chosen or (), previous)
+            _run(sources, gnupghome, opts, workers, writer, report, progress)
+            slots = writer.finish()
+            if not slots and not chosen and old is not None:
+                raise InvalidArgument("nothing to publish; the published tree was left as it is")
+            t_write = time.perf_counter()
+            os.sync()  # one sync of the file system instead of an fsync per file
+            name = f"{VERSION_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+            os.rename(staging, wellknown / name)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        switch_symlink(wellknown / LINK, name)
+        _fsync_dir(wellknown)
+        report.seconds_write += time.perf_counter() - t_write
+        new_manifest = mf.Manifest(
+            name,
+            method,
+            sorted(writer.domains),
+            [_entry(writer, s) for s in slots],
+            hashlib.sha256(policy).hexdigest(),
+        )
+        mf.save(new_manifest, manifest_file)
+        if incremental:
+            report.diff = mf.diff(old_manifest, new_manifest)
+        _cleanup(wellknown, name, keep)
+    report.addresses = len(slots)
+    report.files_written, report.files_reused = writer.written, writer.reused
+    report.version = name
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _run(
+    sources: Sequence[str],
+    gnupghome: str | None,
+    opts: BuildOptions,
+    workers: int | None,
+    writer: TreeWriter,
+    report: BuildReport,
+    progress: Any,
+) -> None:
+    """Feed the certificates to the worker pool and the results to the writer, in input order."""
+    blobs = _blobs(iter_cert_blobs(sources, gnupghome), report)
+    results = run_ordered(
+        blobs,
+        functools.partial(select_batch, opts),
+        workers=workers,
+        batched=True,
+        batch_size=64,
+        batch_bytes=4 << 20,
+        item_size=lambda b: len(b.data),
+    )
+    for res in results:
+        report.keys += 1
+        if isinstance(res, Failed):
+            report.skip("worker error", res.reason)
+            continue
+        assert isinstance(res, CertResult)
+        report.seconds_parse += res.seconds_parse
+        report.seconds_select += res.seconds_select
+        t = time.perf_counter()
+        for reason, what in res.skipped:
+            report.skip(reason, what)
+        for rec in res.records:
+            why = writer.add(rec)
+            if why:
+                report.skip(why, rec.address)
+        report.seconds_write += time.perf_counter() - t
+        if progress is not None:
+            progress.update(1)

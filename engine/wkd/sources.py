@@ -1,0 +1,312 @@
+"""Keyring sources for WKD builds, split into per-certificate byte strings in constant memory.
+
+A source is a keyring file (binary or ASCII-armored, one or many certificates, ``.asc``/``.gpg``/
+``.pgp``/``.kbx`` is *not* read), a directory of such files (sorted, not recursive), ``-`` for stdin, or a
+GnuPG home (exported to a temporary file through python-gnupg). The splitter only reads packet headers:
+bodies are copied into the current certificate or skipped, so a worker process parses each certificate.
+User Attributes (photos) and oversized User ID packets are dropped here with their signatures (WKD never
+publishes them); a certificate larger than ``max_cert_bytes`` is skipped whole and reported.
+"""
+
+from __future__ import annotations
+
+import binascii
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from engine.errors import InvalidArgument, MalformedPacket
+
+__all__ = ["KEYRING_SUFFIXES", "CertBlob", "SourceProblem", "expand_sources", "iter_cert_blobs"]
+
+KEYRING_SUFFIXES = (".asc", ".gpg", ".pgp", ".key", ".pub")
+MAX_CERT_BYTES = 8 << 20
+MAX_UID_BYTES = 64 << 10  # GnuPG refuses User ID packets over 2 KiB on import; we are more lenient
+_KEY, _SECRET_KEY, _SIG, _UID, _SUBKEY, _SECRET_SUBKEY, _ATTR = 6, 5, 2, 13, 14, 7, 17
+_DROP_ALWAYS = (12, 10, 21)  # trust, marker, padding
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CertBlob:
+    """One certificate's packets (``data``) and where it came from (``source``, byte ``offset``)."""
+
+    source: str
+    offset: int
+    data: bytes
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """Something in a source that is not published: a skipped certificate or an unreadable rest."""
+
+    source: str
+    offset: int
+    reason: str
+
+
+class _Scanner:
+    """Packet headers over a binary stream through a refilled buffer; bodies copied or skipped."""
+
+    def __init__(self, f: BinaryIO, source: str) -> None:
+        self.f, self.source = f, source
+        self.buf = b""
+        self.pos = 0  # position in buf
+        self.base = 0  # stream offset of buf[0]
+        self.seekable = bool(getattr(f, "seekable", lambda: False)())
+
+    @property
+    def offset(self) -> int:
+        return self.base + self.pos
+
+    def _need(self, n: int) -> bool:
+        if len(self.buf) - self.pos >= n:
+            return True
+        self.base += self.pos
+        self.buf = self.buf[self.pos :]
+        self.pos = 0
+        while len(self.buf) < n:
+            chunk = self.f.read(max(_CHUNK, n - len(self.buf)))
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def header(self) -> tuple[int, int, int] | None:
+        """``(tag, header length, body length)`` of the next packet; None at the end of the stream."""
+        start = self.offset
+        if not self._need(1):
+            return None
+        first = self.buf[self.pos]
+        if not first & 0x80:
+            raise MalformedPacket(f"not a packet header (octet 0x{first:02x})", start, self.source)
+        if first & 0x40:
+            tag = first & 0x3F
+            self._need(6)
+            o1 = self.buf[self.pos + 1] if len(self.buf) > self.pos + 1 else None
+            if o1 is None:
+                raise MalformedPacket("truncated packet header", start, self.source)
+            if o1 < 192:
+                return tag, 2, o1
+            if o1 < 224:
+                if len(self.buf) < self.pos + 3:
+                    raise MalformedPacket("truncated packet header", start, self.source)
+                return tag, 3, ((o1 - 192) << 8) + self.buf[self.pos + 2] + 192
+            if o1 == 255:
+                if len(self.buf) < self.pos + 6:
+                    raise MalformedPacket("truncated packet header", start, self.source)
+                return tag, 6, int.from_bytes(self.buf[self.pos + 2 : self.pos + 6], "big")
+            raise MalformedPacket("partial body length in a keyring packet", start, self.source)
+        tag, kind = (first >> 2) & 0x0F, first & 3
+        if kind == 3:
+            raise MalformedPacket("indeterminate length in a keyring packet", start, self.source)
+        size = 1 << kind
+        if not self._need(1 + size):
+            raise MalformedPacket("truncated packet header", start, self.source)
+        return tag, 1 + size, int.from_bytes(self.buf[self.pos + 1 : self.pos + 1 + size], "big")
+
+    def take(self, n: int) -> bytes:
+        if not self._need(n):
+            raise MalformedPacket(f"truncated packet: {n} bytes declared", self.offset, self.source)
+        out = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def skip(self, n: int) -> None:
+        have = len(self.buf) - self.pos
+        if n <= have:
+            self.pos += n
+            return
+        self.base += len(self.buf)
+        self.buf, self.pos, n = b"", 0, n - have
+        if self.seekable:
+            here = self.f.tell()
+            end = self.f.seek(0, os.SEEK_END)
+            if here + n > end:
+                raise MalformedPacket("truncated packet", self.base, self.source)
+            self.f.seek(here + n)
+            self.base += n
+            return
+        while n:
+            chunk = self.f.read(min(n, _CHUNK))
+            if not chunk:
+                raise MalformedPacket("truncated packet", self.base, self.source)
+            n -= len(chunk)
+            self.base += len(chunk)
+
+
+def split_binary(
+    f: BinaryIO,
+    source: str,
+    max_cert_bytes: int = MAX_CERT_BYTES,
+    max_uid_bytes: int = MAX_UID_BYTES,
+) -> Iterator[CertBlob | SourceProblem]:
+    """Cut a binary keyring stream into certificates; a framing error ends the source with a problem."""
+    sc = _Scanner(f, source)
+    parts: list[bytes] = []
+    size, start, notes = 0, 0, []
+    too_big = dropping = False
+
+    def flush() -> CertBlob | SourceProblem | None:
+        if not parts and not too_big:
+            return None
+        if too_big:
+            return SourceProblem(source, start, f"certificate larger than {max_cert_bytes} bytes: skipped")
+        return CertBlob(source, start, b"".join(parts), tuple(notes))
+
+    try:
+        while (head := sc.header()) is not None:
+            tag, hlen, blen = head
+            at = sc.offset
+            if tag in (_KEY, _SECRET_KEY):
+                if (done := flush()) is not None:
+                    yield done
+                parts, size, start, notes, too_big, dropping = [], 0, at, [], False, False
+            elif tag in _DROP_ALWAYS or (not parts and not too_big):
+                sc.skip(hlen + blen)  # packets outside any certificate, trust packets
+                continue
+            elif tag == _ATTR or (tag == _UID and blen > max_uid_bytes):
+                if tag == _UID:
+                    notes.append(
+                        f"User ID packet of {blen} bytes at byte {at} dropped (limit {max_uid_bytes})"
+                    )
+                dropping = True
+                sc.skip(hlen + blen)
+                continue
+            elif tag in (_UID, _SUBKEY, _SECRET_SUBKEY):
+                dropping = False
+            elif tag == _SIG and dropping:
+                sc.skip(hlen + blen)
+                continue
+            if too_big or size + hlen + blen > max_cert_bytes:
+                too_big = True
+                parts = []
+                sc.skip(hlen + blen)
+                continue
+            parts.append(sc.take(hlen + blen))
+            size += hlen + blen
+    except MalformedPacket as exc:
+        yield SourceProblem(source, exc.offset or 0, f"unreadable from here on: {exc.reason}")
+        return
+    if (done := flush()) is not None:
+        yield done
+
+
+class _ArmorStream:
+    """The decoded bytes of every key block in an ASCII-armored text stream, as one binary stream."""
+
+    def __init__(self, f: BinaryIO, source: str) -> None:
+        self.lines = iter(f)
+        self.source = source
+        self.state = "outside"  # outside | headers | body
+        self.pending = b""
+        self.out = b""
+
+    def _feed(self) -> bool:
+        for raw in self.lines:
+            line = raw.strip()
+            if self.state == "outside":
+                if line.startswith(b"-----BEGIN PGP ") and b"KEY BLOCK" in line:
+                    self.state = "headers"
+            elif self.state == "headers":
+                if not line:
+                    self.state = "body"
+                elif b":" not in line:  # no header lines and no blank line: body starts
+                    self.state = "body"
+                    return self._body(line) or True
+            elif line.startswith(b"-----END PGP "):
+                self.state = "outside"
+                self.pending = b""
+            elif line.startswith(b"=") and len(line) == 5:
+                continue  # CRC-24 line (RFC 9580 6.1: a reader must not reject a bad one)
+            elif line and self._body(line):
+                return True
+        return False
+
+    def _body(self, line: bytes) -> bool:
+        data = self.pending + bytes(c for c in line if c not in b" \t")
+        cut = len(data) - len(data) % 4
+        self.pending = data[cut:]
+        try:
+            self.out += binascii.a2b_base64(data[:cut])
+        except binascii.Error as exc:
+            raise MalformedPacket(f"bad base64 in armor: {exc}", None, self.source) from None
+        return bool(self.out)
+
+    def read(self, n: int) -> bytes:
+        while len(self.out) < n and self._feed():
+            pass
+        data, self.out = self.out[:n], self.out[n:]
+        return data
+
+
+def _is_armored(head: bytes) -> bool:
+    return head.lstrip()[:15] == b"-----BEGIN PGP "
+
+
+def split_stream(f: BinaryIO, source: str, **limits: int) -> Iterator[CertBlob | SourceProblem]:
+    """Certificates of a binary or armored stream (sniffed from its first bytes)."""
+    buffered = f if hasattr(f, "peek") else open(f.fileno(), "rb", closefd=False)  # noqa: SIM115
+    head = buffered.peek(4096)[:4096]  # type: ignore[attr-defined]
+    if not head.strip():
+        return
+    if _is_armored(head):
+        yield from split_binary(_ArmorStream(buffered, source), source, **limits)  # type: ignore[arg-type]
+    elif head[0] & 0x80:
+        yield from split_binary(buffered, source, **limits)
+    else:
+        yield SourceProblem(source, 0, "neither an OpenPGP keyring nor ASCII armor")
+
+
+def expand_sources(sources: Iterable[str]) -> list[str]:
+    """Files of the sources in order: directories give their keyring files sorted; ``-`` is stdin."""
+    out = []
+    for src in sources:
+        if src == "-" or not os.path.isdir(src):
+            if src != "-" and not os.path.exists(src):
+                raise InvalidArgument(f"{src}: no such file or directory")
+            out.append(src)
+            continue
+        files = sorted(p for p in Path(src).iterdir() if p.is_file() and p.suffix.lower() in KEYRING_SUFFIXES)
+        out += [str(p) for p in files]
+    return out
+
+
+@contextlib.contextmanager
+def gnupg_export(gnupghome: str) -> Iterator[str]:
+    """The public keyring of a GnuPG home exported (binary) into a temporary file, deleted afterwards."""
+    import gnupg
+
+    if not os.path.isdir(gnupghome):
+        raise InvalidArgument(f"{gnupghome}: GnuPG home is not a directory")
+    with tempfile.TemporaryDirectory(prefix="pgpbulk-wkd-") as tmp:
+        out = os.path.join(tmp, "export.gpg")
+        gpg = gnupg.GPG(gnupghome=gnupghome)
+        gpg.export_keys([], armor=False, output=out)
+        if not os.path.exists(out):
+            raise InvalidArgument(f"{gnupghome}: gpg --export produced nothing")
+        yield out
+
+
+def iter_cert_blobs(
+    sources: Iterable[str], gnupghome: str | None = None, **limits: int
+) -> Iterator[CertBlob | SourceProblem]:
+    """Every certificate of every source, in order (``gnupghome`` first), one at a time."""
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(gnupg_export(gnupghome))] if gnupghome else []
+        names = [f"gnupghome:{gnupghome}"] if gnupghome else []
+        for path in expand_sources(sources):
+            files.append(path)
+            names.append("<stdin>" if path == "-" else path)
+        for path, name in zip(files, names, strict=True):
+            if path == "-":
+                yield from split_stream(sys.stdin.buffer, name, **limits)
+                continue
+            with open(path, "rb") as f:
+                yield from split_stream(f, name, **limits)
