@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direct", action="store_true", help="the direct method (https://DOMAIN/.well-known/...)")
     p.set_defaults(func=_cmd_wkd_url)
 
+    from engine.wkd.cli import register as register_wkd
+
+    register_wkd(wsub)
+
     p = sub.add_parser(
         "demo",
         help="run the main jobs on built-in sample data and show throughput",
@@ -204,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
         "outside a temporary directory) and print what was done and how fast.",
     )
     p.set_defaults(func=_cmd_demo)
+
+    from engine.mail.cli import register as register_mail
+
+    register_mail(sub)
+
+    from engine.sop import add_sop_parser
+
+    add_sop_parser(sub)
 
     from engine.bench.cli import add_bench_parser
 
