@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import _native
+from tests.cardemu.fixtures import emulated_card  # noqa: F401 - session fixture for the emulated card
 
 REQUIRE_PEERS = bool(os.environ.get("PGPBULK_REQUIRE_PEERS"))
 REQUIRE_NATIVE = bool(os.environ.get("PGPBULK_REQUIRE_NATIVE"))

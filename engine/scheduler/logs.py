@@ -29,12 +29,27 @@ def verbosity_level(verbosity: int) -> int:
     return (logging.WARNING, logging.INFO)[verbosity] if verbosity < 2 else logging.DEBUG
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now, so a replaced (or closed test) stderr is never kept."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def configure_logging(verbosity: int = 0, stream: TextIO | None = None) -> logging.Handler:
     """Send log records to ``stream`` (stderr) at the level ``verbosity`` selects; idempotent."""
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(logging.Formatter(FORMAT))
     setattr(handler, _OURS, True)
     root.addHandler(handler)
