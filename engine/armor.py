@@ -420,11 +420,18 @@ class ArmorReader(io.RawIOBase):
 
     ``kind`` and ``headers`` are read at construction; :meth:`read` returns decoded bytes; the END line
     and the CRC are checked when the body ends (a CRC problem is an ArmorError only if ``strict``).
+    With ``multiple=True`` the payloads of every following block are returned too, one after the other
+    (a keyring of concatenated armored keys); ``kind`` and ``headers`` then describe the block being
+    read and ``blocks`` counts the blocks begun. Text between blocks is ignored.
     """
 
-    def __init__(self, fileobj: BinaryIO, strict: bool = False, chunk_size: int = 1 << 20) -> None:
+    def __init__(
+        self, fileobj: BinaryIO, strict: bool = False, chunk_size: int = 1 << 20, multiple: bool = False
+    ) -> None:
         super().__init__()
         self._f, self._strict, self._chunk = fileobj, strict, chunk_size
+        self._multiple = multiple
+        self.blocks = 1
         self._raw = b""  # text not yet decoded
         self._line = 1  # line number of self._raw[0]
         self._clean = True  # only whitespace between the last line start and self._raw[0]
@@ -433,7 +440,7 @@ class ArmorReader(io.RawIOBase):
         self._crc = CRC24_INIT
         self._padded = False
         self._done = False
-        self.kind, self.headers = self._read_head()
+        self.kind, self.headers = self._read_head()  # type: ignore[misc]
 
     def _fill(self) -> bool:
         chunk = self._f.read(self._chunk) if not self._eof else b""
@@ -451,11 +458,13 @@ class ArmorReader(io.RawIOBase):
         self._line += raw.count(b"\n", 0, n)
         self._raw = raw[n:]
 
-    def _read_head(self) -> tuple[str, dict[str, str]]:
+    def _read_head(self, required: bool = True) -> tuple[str, dict[str, str]] | None:
         while (found := _find_begin(self._raw, 0, self._clean, not self._eof)) is None or found[2] < 0:
             if found is None:  # keep a possible partial marker and its line start, bounded
                 self._drop(max(self._raw.rfind(b"\n") + 1, len(self._raw) - 256, 0))
             if not self._fill() and found is None:
+                if not required:
+                    return None
                 raise ArmorError("no '-----BEGIN PGP ...-----' line found", line=self._line)
         self._drop(found[2])
         headers: dict[str, str] = {}
@@ -513,9 +522,18 @@ class ArmorReader(io.RawIOBase):
         _check_end(raw[end_start:end_eol], self.kind, lambda: _line_no(raw, end_start, self._line))
         body_end, crc_line = _split_crc(raw, 0, end_start, self._clean)
         crc_line_no = _line_no(raw, body_end, self._line)
+        size = len(raw)
         self._take(body_end, True)
         if crc_line is not None:
             _verify_crc(crc_line, self._crc, self._strict, lambda: crc_line_no)
+        if self._multiple:  # go on after the END line with the next block, if any
+            self._drop(min(end_eol + 1, size) - (size - len(self._raw)))
+            self._crc, self._padded = CRC24_INIT, False
+            head = self._read_head(required=False)
+            if head is not None:
+                self.kind, self.headers = head
+                self.blocks += 1
+                return
         self._done = True
         self._raw = b""
 

@@ -68,13 +68,19 @@ def demo_wkd(out: TextIO) -> bool:
     return ok
 
 
+def demo_wkd_build(out: TextIO) -> bool:
+    from engine.wkd.demo import demo_wkd_build as run
+
+    return run(out)
+
+
 def demo_archive(out: TextIO) -> bool:
     from engine.mail.demo import demo_archive as run
 
     return run(out)
 
 
-STEPS: list[Callable[[TextIO], bool]] = [demo_armor, demo_wkd, demo_archive]
+STEPS: list[Callable[[TextIO], bool]] = [demo_armor, demo_wkd, demo_wkd_build, demo_archive]
 
 
 def run_demo(out: TextIO) -> int:

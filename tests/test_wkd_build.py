@@ -317,5 +317,30 @@ def test_self_signature_older_than_key_is_refused_like_gpg(tmp_path: Path) -> No
     uid = b"Back <back@example.org>"
     sig = _sig(cert, SignatureType.POSITIVE_CERTIFICATION, certification_data(cert.primary, uid), NOW - 3600)
     (tmp_path / "o.gpg").write_bytes(cert.public().serialize() + UserID(uid).serialize() + sig.serialize())
-    report = build(tmp_path / "w", [str(tmp_path / "o.gpg")], workers=0)
-    assert report.addresses == 1 and report.skipped["self-signature older than the key"] == 1
+    for lean in (True, False):  # the rule lives in engine.openpgp.keys; the lean path applies it too
+        report = build(tmp_path / f"w{lean}", [str(tmp_path / "o.gpg")], workers=0, lean=lean)
+        assert report.addresses == 1 and report.examples["no valid self-signature"] == ["back@example.org"]
+
+
+def test_every_wkd_option_has_help() -> None:
+    import argparse
+
+    import engine.cli as cli
+
+    wkd = cli.build_parser()._subparsers._group_actions[0].choices["wkd"]  # type: ignore[union-attr]
+    wsub = wkd._subparsers._group_actions[0]  # type: ignore[union-attr]
+    missing = [
+        f"{name} {a.option_strings or a.dest}"
+        for name, sub in wsub.choices.items()
+        for a in sub._actions
+        if not a.help and not isinstance(a, argparse._HelpAction)
+    ]
+    assert "serve-config" in wsub.choices and missing == []
+
+
+def test_demo_step_builds_a_tree() -> None:
+    from engine.wkd.demo import demo_wkd_build
+
+    out = io.StringIO()
+    assert demo_wkd_build(out, count=30)
+    assert "keys/s" in out.getvalue() and "holds only" in out.getvalue()

@@ -269,27 +269,52 @@ class Cert:
             self.source,
         )
 
+    def _uid_index(self) -> dict[bytes, list[UserIDEntry]]:
+        """User IDs by packet body and by ASCII-lowercased address, built once (rebuilt if ``user_ids`` grew)."""
+        cached = self.__dict__.get("_index")
+        if cached is not None and cached[0] == len(self.user_ids):
+            return cached[1]
+        index: dict[bytes, list[UserIDEntry]] = {}
+        for u in self.user_ids:
+            if u.uid.attribute:
+                continue
+            index.setdefault(b"=" + u.uid.data, []).append(u)
+            if u.email is not None:
+                index.setdefault(b"@" + u.email.encode("utf-8").lower(), []).append(u)
+        self.__dict__["_index"] = (len(self.user_ids), index)
+        return index
+
     def minimal(self, uid: str | bytes, at: int | None = None) -> bytes:
         """Primary key, its revocations and direct-key signatures, only ``uid`` (User ID text or email)
-        with its newest valid self-signature, and valid subkeys with their newest binding (WKD)."""
+        with its newest valid self-signature, and valid subkeys with their newest binding (WKD).
+
+        The User IDs are indexed once per certificate, so calling this for each of N User IDs is O(N).
+        """
         at = _now(at)
         want = uid.encode("utf-8") if isinstance(uid, str) else uid
-        match = [u for u in self.user_ids if not u.uid.attribute and u.valid_at(at)]
-        match = [u for u in match if u.uid.data == want] or [
-            u for u in match if (u.email or "").encode("utf-8").lower() == want.lower()
-        ]
-        if not match:
-            raise UnsupportedError(f"no valid User ID {want!r} on {self.fingerprint_hex}")
-        entry = match[0]
+        index = self._uid_index()
+        for key in (b"=" + want, b"@" + want.lower()):
+            entry = next((u for u in index.get(key, ()) if u.valid_at(at)), None)
+            if entry is not None:
+                return self.minimal_for(entry, at)
+        raise UnsupportedError(f"no valid User ID {want!r} on {self.fingerprint_hex}")
+
+    def minimal_for(self, entry: UserIDEntry, at: int | None = None) -> bytes:
+        """:meth:`minimal` for a User ID entry of this certificate the caller already chose."""
+        at = _now(at)
+        sig = entry.self_signature(at)
+        if sig is None:
+            raise UnsupportedError(f"no valid self-signature on {entry.text!r} of {self.fingerprint_hex}")
         out = [self.primary.serialize()]
         out += [s.serialize() for s in self.revocations]
         direct = _newest_at(self.direct_signatures, at)
         if direct:
             out.append(direct.serialize())
-        out += [entry.uid.serialize(), entry.self_signature(at).serialize()]  # type: ignore[union-attr]
+        out += [entry.uid.serialize(), sig.serialize()]
         for sub in self.subkeys:
-            if sub.valid_at(at):
-                out += [sub.key.serialize(), sub.binding(at).serialize()]  # type: ignore[union-attr]
+            binding = sub.binding(at)
+            if binding is not None and sub.valid_at(at):
+                out += [sub.key.serialize(), binding.serialize()]
         return b"".join(out)
 
     def __repr__(self) -> str:
@@ -324,7 +349,8 @@ def _finish(cert: Cert) -> Cert:
         data = certification_data(p, u.uid.data, u.uid.attribute)
         for sig in u.signatures:
             t = sig.sig_type
-            if 0x10 <= t <= 0x13 and _verified(sig, p, data):
+            # A certification dated before the key is ignored, as gpg does ("signature older than key").
+            if 0x10 <= t <= 0x13 and sig.created >= p.created and _verified(sig, p, data):
                 u.self_signatures.append(sig)
             elif t == T.CERTIFICATION_REVOCATION and _verified(sig, p, data):
                 u.revocations.append(sig)

@@ -1,32 +1,29 @@
-"""WKD build: choose what to publish from each certificate (in a worker) and write the tree (in the parent).
+"""WKD build, worker side: choose what to publish from each certificate and write it into the tree.
 
-Worker side (:func:`select_batch`): parse a certificate, verify its self-signatures (the OpenPGP layer
-does it once on read), and for each User ID decide: an address in a chosen domain, a valid
-self-certification, key and User ID neither expired nor revoked unless asked. The result is one
-:class:`Record` per published address carrying the minimal key (only that User ID, RFC draft section 3.1)
-and one reason per address left out.
-
-Parent side (:class:`TreeWriter`): write each record at once into the staging tree (constant memory:
-only the index of paths stays), concatenate several keys for one address newest first, hardlink the
-direct tree to the advanced one, and reuse unchanged files of the previous version (``--incremental``).
+:func:`select_batch` runs in a worker: for each certificate and each User ID it decides (an address in
+a chosen domain, a valid self-certification, key and User ID neither expired nor revoked unless asked)
+and makes one :class:`Record` per published address carrying the minimal key (only that User ID, draft
+section 3.1), and one reason per address left out. The lean path (:mod:`engine.wkd.lean_select`)
+verifies only the signatures it needs; :func:`select_cert` over a full :class:`Cert` is the reference
+and the fallback for unusual certificates. With ``BuildOptions.root`` set, the worker also writes each
+record's file itself (:func:`engine.wkd.tree.write_records`) and sends back only its metadata; the
+parent (:class:`engine.wkd.tree.TreeWriter`) merges the rare addresses held by several keys.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 from engine.errors import InvalidArgument, PgpBulkError
 from engine.openpgp.keys import Cert, UserIDEntry, read_certs
 from engine.wkd.hashing import wkd_hashes
+from engine.wkd.lean import LeanCert, Unusual
+from engine.wkd.lean_select import select_lean
 from engine.wkd.sources import CertBlob
-from engine.wkd.validate import normalize_address, safe_name
+from engine.wkd.validate import normalize_address
 
-__all__ = ["METHODS", "BuildOptions", "CertResult", "Record", "TreeWriter", "select_batch", "select_cert"]
+__all__ = ["METHODS", "BuildOptions", "CertResult", "Record", "select_batch", "select_cert", "select_one"]
 
 METHODS = ("advanced", "direct", "both")
 OTHER_DOMAIN = "other domain"
@@ -34,12 +31,17 @@ OTHER_DOMAIN = "other domain"
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """What to publish: ``domains`` (None: every domain found), expired / revoked policy, the clock."""
+    """What to publish: ``domains`` (None: every domain found), expired / revoked policy, the clock;
+    ``root``/``method``: the staging tree the workers write into (None: records carry their bytes);
+    ``lean``: use the lean path where it applies (False: always the reference path)."""
 
     domains: frozenset[str] | None = None
     include_expired: bool = False
     include_revoked: bool = False
     now: int | None = None
+    root: str | None = None
+    method: str = "advanced"
+    lean: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class Record:
     created: int
     data: bytes = field(repr=False)
     status: str = "valid"  # valid | expired | revoked
+    size: int = 0
+    sha256: str = ""
+    written: bool = False  # the worker wrote the file; ``data`` is then empty
 
 
 @dataclass
@@ -66,7 +71,9 @@ class CertResult:
     records: list[Record] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (reason, address or User ID)
     seconds_parse: float = 0.0
+    seconds_verify: float = 0.0
     seconds_select: float = 0.0
+    seconds_write: float = 0.0
 
 
 def _revocation_block(cert: Cert, entry: UserIDEntry) -> bytes:
@@ -79,33 +86,13 @@ def _revocation_block(cert: Cert, entry: UserIDEntry) -> bytes:
     return b"".join(out)
 
 
-def _minimal(cert: Cert, entry: UserIDEntry, at: int) -> bytes:
-    """What ``Cert.minimal`` gives, for an entry already chosen (``minimal`` searches the User IDs
-    again on every call, which is quadratic on a key with thousands of them)."""
-    sig = entry.self_signature(at)
-    if sig is None:
-        raise InvalidArgument(f"no valid self-signature on {entry.text!r}")
-    out = [cert.primary.serialize(), *(s.serialize() for s in cert.revocations)]
-    direct = [s for s in cert.direct_signatures if s.created <= at and not s.expired_at(at)]
-    if direct:
-        out.append(max(direct, key=lambda s: s.created).serialize())
-    out += [entry.uid.serialize(), sig.serialize()]
-    for sub in cert.subkeys:
-        binding = sub.binding(at)
-        if sub.valid_at(at) and binding is not None:
-            out += [sub.key.serialize(), binding.serialize()]
-    return b"".join(out)
-
-
-def _uid_state(entry: UserIDEntry, at: int, key_created: int) -> str | None:
+def _uid_state(entry: UserIDEntry, at: int) -> str | None:
     """None when the User ID is usable at ``at``; else why not."""
     if not entry.self_signatures:
         return "no valid self-signature"
     sig = entry.self_signature(at)
     if sig is None:
         return "self-signature expired or not yet valid"
-    if sig.created < key_created:  # GnuPG ignores it ("signature older than key"), so would clients
-        return "self-signature older than the key"
     if not entry.valid_at(at):
         return "user id revoked"
     return None
@@ -142,7 +129,7 @@ def select_cert(cert: Cert, opts: BuildOptions, result: CertResult) -> None:
         if opts.domains is not None and domain not in opts.domains:
             result.skipped.append((OTHER_DOMAIN, address))
             continue
-        problem = key_problem or _uid_state(entry, at, cert.primary.created)
+        problem = key_problem or _uid_state(entry, at)
         if problem == "user id revoked" and opts.include_revoked:
             problem = None
         if problem:
@@ -160,14 +147,45 @@ def select_cert(cert: Cert, opts: BuildOptions, result: CertResult) -> None:
         if key_revoked or uid_revoked:
             data, status = _revocation_block(cert, entry), "revoked"
         else:
-            data, status = _minimal(cert, entry, at), "expired" if expired else "valid"
-        result.records.append(Record(domain, hashed, local, address, fpr, cert.primary.created, data, status))
+            data, status = cert.minimal_for(entry, at), "expired" if expired else "valid"
+        result.records.append(
+            Record(domain, hashed, local, address, fpr, cert.primary.created, data, status, len(data))
+        )
+
+
+def _select_lean(opts: BuildOptions, blob: CertBlob, result: CertResult, now: int) -> bool:
+    """The lean path; False (nothing recorded) when the certificate is unusual."""
+    t0 = time.perf_counter()
+    try:
+        cert = LeanCert(blob.data)
+        t1 = time.perf_counter()
+        skipped: list[tuple[str, str]] = []
+        chosen = select_lean(cert, opts.domains, opts.include_expired, opts.include_revoked, now, skipped)
+    except (Unusual, PgpBulkError, ValueError, IndexError):
+        return False
+    fpr = cert.primary.fingerprint_hex
+    result.fingerprint = fpr
+    result.skipped += skipped
+    if chosen:
+        hashes = wkd_hashes([c.local for c in chosen])
+        for c, hashed in zip(chosen, hashes, strict=True):
+            rec = Record(
+                c.domain, hashed, c.local, c.address, fpr, cert.created, c.data, c.status, len(c.data)
+            )
+            result.records.append(rec)
+    result.seconds_parse += t1 - t0
+    result.seconds_verify += cert.seconds_verify
+    result.seconds_select += time.perf_counter() - t1 - cert.seconds_verify
+    return True
 
 
 def select_one(opts: BuildOptions, blob: CertBlob) -> CertResult:
     """Parse, verify and select one certificate blob; never raises for bad input (it is reported)."""
     result = CertResult(blob.source, blob.offset)
     result.skipped += [("oversized packet dropped", note) for note in blob.notes]
+    now = int(time.time()) if opts.now is None else opts.now
+    if opts.lean and _select_lean(opts, blob, result, now):
+        return result
     t0 = time.perf_counter()
     try:
         certs = read_certs(blob.data, blob.source)
@@ -175,11 +193,11 @@ def select_one(opts: BuildOptions, blob: CertBlob) -> CertResult:
         result.skipped.append(("unreadable key", f"{blob.source} byte {blob.offset}: {exc}"))
         return result
     t1 = time.perf_counter()
-    result.seconds_parse = t1 - t0
+    result.seconds_verify = t1 - t0  # reading a Cert parses and verifies in one go
     for cert in certs:
         result.fingerprint = cert.fingerprint_hex
         try:
-            select_cert(cert, opts, result)
+            select_cert(cert, replace(opts, now=now), result)
         except (PgpBulkError, ValueError) as exc:
             result.skipped.append(("unusable key", f"{cert.fingerprint_hex}: {exc}"))
     result.seconds_select = time.perf_counter() - t1
@@ -187,153 +205,15 @@ def select_one(opts: BuildOptions, blob: CertBlob) -> CertResult:
 
 
 def select_batch(opts: BuildOptions, blobs: list[CertBlob]) -> list[CertResult]:
-    """Worker entry point: :func:`select_one` over a batch (``functools.partial(select_batch, opts)``)."""
-    return [select_one(opts, blob) for blob in blobs]
+    """Worker entry point: :func:`select_one` over a batch (``functools.partial(select_batch, opts)``);
+    with ``opts.root`` the records' files are written here too."""
+    results = [select_one(opts, blob) for blob in blobs]
+    if opts.root is not None:
+        from engine.wkd.tree import write_records
 
-
-@dataclass
-class Slot:
-    """One published file: the address, its keys (fingerprint, created, size) in file order, SHA-256."""
-
-    domain: str
-    hash: str
-    local: str
-    address: str
-    keys: list[tuple[str, int, int]] = field(default_factory=list)
-    status: list[str] = field(default_factory=list)
-    sha256: str = ""
-    linked: bool = False  # hardlinked to the previous version: copy before changing
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-
-
-class TreeWriter:
-    """Writes records into ``root`` (a staging ``openpgpkey`` directory) for ``method``.
-
-    ``previous`` maps a relative file path of the old version to ``(sha256, absolute path)``; files whose
-    new content has the same SHA-256 are hardlinked from there instead of written.
-    """
-
-    def __init__(
-        self,
-        root: Path,
-        method: str,
-        policy: bytes,
-        domains: Iterable[str] = (),
-        previous: dict[str, tuple[str, Path]] | None = None,
-    ) -> None:
-        if method not in METHODS:
-            raise InvalidArgument(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-        self.root, self.method, self.policy = root, method, policy
-        self.previous = previous or {}
-        self.slots: dict[tuple[str, str], Slot] = {}
-        self.domains: set[str] = set()
-        self.direct_domain: str | None = None
-        self.reused = self.written = 0
-        self.duplicates = 0
-        for d in domains:
-            self._domain(d)
-
-    def _rel(self, domain: str, hashed: str) -> str:
-        return f"{domain}/hu/{hashed}" if self.method != "direct" else f"hu/{hashed}"
-
-    def _domain(self, domain: str) -> None:
-        if domain in self.domains:
-            return
-        safe_name(domain)
-        if self.method != "advanced":
-            if self.direct_domain not in (None, domain):
-                raise InvalidArgument(
-                    f"the direct method serves one domain per web root; found {self.direct_domain} and "
-                    f"{domain}: name one with --domain, or use --method advanced"
-                )
-            self.direct_domain = domain
-            (self.root / "hu").mkdir(exist_ok=True)
-            (self.root / "policy").write_bytes(self.policy)
-        if self.method != "direct":
-            (self.root / domain / "hu").mkdir(parents=True, exist_ok=True)
-            (self.root / domain / "policy").write_bytes(self.policy)
-        self.domains.add(domain)
-
-    def _place(self, rel: str, data: bytes, slot: Slot) -> None:
-        """Write ``data`` at ``rel`` (new file), or hardlink the previous version's identical file."""
-        slot.sha256 = hashlib.sha256(data).hexdigest()
-        path = self.root / rel
-        old = self.previous.get(rel)
-        if old is not None and old[0] == slot.sha256:
-            try:
-                os.link(old[1], path)
-                slot.linked = True
-                self.reused += 1
-                return
-            except OSError:
-                pass
-        _write_new(path, data)
-        self.written += 1
-
-    def add(self, rec: Record) -> str | None:
-        """Publish one record; returns a reason when it is left out (the same key twice for one address)."""
-        self._domain(rec.domain)
-        key = (rec.domain, rec.hash)
-        slot = self.slots.get(key)
-        if slot is None:
-            slot = Slot(rec.domain, rec.hash, rec.local, rec.address)
-            slot.keys.append((rec.fingerprint, rec.created, len(rec.data)))
-            slot.status.append(rec.status)
-            self.slots[key] = slot
-            self._place(self._rel(rec.domain, rec.hash), rec.data, slot)
-            return None
-        if any(k[0] == rec.fingerprint for k in slot.keys):
-            self.duplicates += 1
-            return "same key twice"
-        path = self.root / self._rel(rec.domain, rec.hash)
-        old = path.read_bytes()
-        path.unlink()  # never append to a file shared with the previous version
-        if slot.linked:
-            self.reused, self.written, slot.linked = self.reused - 1, self.written + 1, False
-        _write_new(path, old + rec.data)
-        slot.keys.append((rec.fingerprint, rec.created, len(rec.data)))
-        slot.status.append(rec.status)
-        return None
-
-    def _reorder(self, slot: Slot) -> None:
-        """Several keys for one address: newest first (then by fingerprint, for a stable output)."""
-        rel = self._rel(slot.domain, slot.hash)
-        data = (self.root / rel).read_bytes()
-        pieces, pos = [], 0
-        for (fpr, created, size), status in zip(slot.keys, slot.status, strict=True):
-            pieces.append((-created, fpr, data[pos : pos + size], (fpr, created, size), status))
-            pos += size
-        pieces.sort(key=lambda p: (p[0], p[1]))
-        slot.keys = [p[3] for p in pieces]
-        slot.status = [p[4] for p in pieces]
-        (self.root / rel).unlink()
-        self.written -= 1
-        self._place(rel, b"".join(p[2] for p in pieces), slot)
-
-    def finish(self) -> list[Slot]:
-        """Order multi-key files, link the direct tree for ``both``; the slots sorted by domain, hash."""
-        for slot in self.slots.values():
-            if len(slot.keys) > 1:
-                self._reorder(slot)
-        if self.method == "both":
-            for slot in self.slots.values():
-                os.link(self.root / self._rel(slot.domain, slot.hash), self.root / "hu" / slot.hash)
-        return sorted(self.slots.values(), key=lambda s: (s.domain, s.hash))
-
-    def paths(self, slot: Slot) -> dict[str, str]:
-        """Relative paths (under ``.well-known/openpgpkey``) of a slot per method."""
-        out = {}
-        if self.method != "direct":
-            out["advanced"] = f"{slot.domain}/hu/{slot.hash}"
-        if self.method != "advanced":
-            out["direct"] = f"hu/{slot.hash}"
-        return out
+        for res in results:
+            if res.records:
+                t = time.perf_counter()
+                res.records = write_records(opts.root, opts.method, res.records)
+                res.seconds_write += time.perf_counter() - t
+    return results

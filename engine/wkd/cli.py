@@ -36,8 +36,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
         )
     if args.verbose:
         print(
-            f"  time: parse+verify {report.seconds_parse:.2f} s, select {report.seconds_select:.2f} s "
-            f"(worker CPU, summed), write {report.seconds_write:.2f} s",
+            f"  time: parse {report.seconds_parse:.2f} s, verify {report.seconds_verify:.2f} s, filter "
+            f"{report.seconds_select:.2f} s (worker CPU, summed), write {report.seconds_write:.2f} s "
+            f"(of which sync {report.seconds_sync:.2f} s)",
             file=sys.stderr,
         )
         for reason, examples in sorted(report.examples.items()):
@@ -143,7 +144,13 @@ def register(wsub: Any) -> None:
     p.add_argument(
         "--domain", action="append", metavar="D", help="publish this domain (repeat); default: all"
     )
-    p.add_argument("--method", choices=("advanced", "direct", "both"), default="advanced")
+    p.add_argument(
+        "--method",
+        choices=("advanced", "direct", "both"),
+        default="advanced",
+        help="advanced (default): DOMAIN/hu/HASH for openpgpkey.DOMAIN; direct: hu/HASH for DOMAIN itself "
+        "(one domain); both",
+    )
     p.add_argument("--include-expired", action="store_true", help="publish expired keys too")
     p.add_argument(
         "--include-revoked", action="store_true", help="publish revoked keys/User IDs (revocations)"
@@ -164,15 +171,17 @@ def register(wsub: Any) -> None:
         description="Look addresses up over HTTPS like a WKD client and check status, Content-Type, CORS, "
         "HEAD, policy and that each key carries exactly the looked-up User ID.",
     )
-    p.add_argument("addresses", nargs="*", metavar="ADDRESS")
+    p.add_argument("addresses", nargs="*", metavar="ADDRESS", help="mail address to look up (repeatable)")
     p.add_argument("--manifest", metavar="FILE", help="check every address of this build manifest")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="seconds per HTTPS request (default 10)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print failures and the total only")
     _lookup_options(p)
     p.set_defaults(func=_cmd_check)
 
     p = wsub.add_parser("fetch", help="fetch an address's key over WKD", description="Print or save the key.")
-    p.add_argument("address", metavar="ADDRESS")
+    p.add_argument("address", metavar="ADDRESS", help="mail address whose key to fetch")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     p.add_argument("--armor", action="store_true", help="ASCII-armor the key")
     _lookup_options(p)
@@ -185,11 +194,11 @@ def register(wsub: Any) -> None:
         "HEAD, no listing, policy served.",
     )
     server = p.add_mutually_exclusive_group(required=True)
-    server.add_argument("--nginx", action="store_true")
-    server.add_argument("--apache", action="store_true")
-    p.add_argument("domain", metavar="DOMAIN")
-    p.add_argument("webroot", metavar="WEBROOT")
+    server.add_argument("--nginx", action="store_true", help="an nginx server block (include it in http {})")
+    server.add_argument("--apache", action="store_true", help="Apache VirtualHost blocks (mod_headers)")
+    p.add_argument("domain", metavar="DOMAIN", help="mail domain the tree serves")
+    p.add_argument("webroot", metavar="WEBROOT", help="the --out directory of 'pgpbulk wkd build'")
     p.add_argument("--listen", default="443 ssl", help="nginx listen parameters (default '443 ssl')")
-    p.add_argument("--ssl-certificate", metavar="FILE")
-    p.add_argument("--ssl-certificate-key", metavar="FILE")
+    p.add_argument("--ssl-certificate", metavar="FILE", help="TLS certificate chain (PEM) for the server")
+    p.add_argument("--ssl-certificate-key", metavar="FILE", help="its private key (PEM)")
     p.set_defaults(func=_cmd_serve_config)

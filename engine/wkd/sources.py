@@ -10,7 +10,6 @@ publishes them); a certificate larger than ``max_cert_bytes`` is skipped whole a
 
 from __future__ import annotations
 
-import binascii
 import contextlib
 import os
 import sys
@@ -20,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from engine.errors import InvalidArgument, MalformedPacket
+from engine.armor import ArmorReader
+from engine.errors import ArmorError, InvalidArgument, MalformedPacket
 
 __all__ = ["KEYRING_SUFFIXES", "CertBlob", "SourceProblem", "expand_sources", "iter_cert_blobs"]
 
@@ -29,6 +29,7 @@ MAX_CERT_BYTES = 8 << 20
 MAX_UID_BYTES = 64 << 10  # GnuPG refuses User ID packets over 2 KiB on import; we are more lenient
 _KEY, _SECRET_KEY, _SIG, _UID, _SUBKEY, _SECRET_SUBKEY, _ATTR = 6, 5, 2, 13, 14, 7, 17
 _DROP_ALWAYS = (12, 10, 21)  # trust, marker, padding
+_CERT_TAGS = (_KEY, _SECRET_KEY, _SIG, _UID, _SUBKEY, _SECRET_SUBKEY, _ATTR)
 _CHUNK = 1 << 20
 
 
@@ -168,7 +169,7 @@ def split_binary(
                 if (done := flush()) is not None:
                     yield done
                 parts, size, start, notes, too_big, dropping = [], 0, at, [], False, False
-            elif tag in _DROP_ALWAYS or (not parts and not too_big):
+            elif tag in _DROP_ALWAYS or tag not in _CERT_TAGS or (not parts and not too_big):
                 sc.skip(hlen + blen)  # packets outside any certificate, trust packets
                 continue
             elif tag == _ATTR or (tag == _UID and blen > max_uid_bytes):
@@ -198,54 +199,6 @@ def split_binary(
         yield done
 
 
-class _ArmorStream:
-    """The decoded bytes of every key block in an ASCII-armored text stream, as one binary stream."""
-
-    def __init__(self, f: BinaryIO, source: str) -> None:
-        self.lines = iter(f)
-        self.source = source
-        self.state = "outside"  # outside | headers | body
-        self.pending = b""
-        self.out = b""
-
-    def _feed(self) -> bool:
-        for raw in self.lines:
-            line = raw.strip()
-            if self.state == "outside":
-                if line.startswith(b"-----BEGIN PGP ") and b"KEY BLOCK" in line:
-                    self.state = "headers"
-            elif self.state == "headers":
-                if not line:
-                    self.state = "body"
-                elif b":" not in line:  # no header lines and no blank line: body starts
-                    self.state = "body"
-                    return self._body(line) or True
-            elif line.startswith(b"-----END PGP "):
-                self.state = "outside"
-                self.pending = b""
-            elif line.startswith(b"=") and len(line) == 5:
-                continue  # CRC-24 line (RFC 9580 6.1: a reader must not reject a bad one)
-            elif line and self._body(line):
-                return True
-        return False
-
-    def _body(self, line: bytes) -> bool:
-        data = self.pending + bytes(c for c in line if c not in b" \t")
-        cut = len(data) - len(data) % 4
-        self.pending = data[cut:]
-        try:
-            self.out += binascii.a2b_base64(data[:cut])
-        except binascii.Error as exc:
-            raise MalformedPacket(f"bad base64 in armor: {exc}", None, self.source) from None
-        return bool(self.out)
-
-    def read(self, n: int) -> bytes:
-        while len(self.out) < n and self._feed():
-            pass
-        data, self.out = self.out[:n], self.out[n:]
-        return data
-
-
 def _is_armored(head: bytes) -> bool:
     return head.lstrip()[:15] == b"-----BEGIN PGP "
 
@@ -257,7 +210,12 @@ def split_stream(f: BinaryIO, source: str, **limits: int) -> Iterator[CertBlob |
     if not head.strip():
         return
     if _is_armored(head):
-        yield from split_binary(_ArmorStream(buffered, source), source, **limits)  # type: ignore[arg-type]
+        try:
+            reader = ArmorReader(buffered, multiple=True)  # every block, streamed in bounded memory
+        except ArmorError as exc:
+            yield SourceProblem(source, 0, f"unreadable armor: {exc}")
+            return
+        yield from split_binary(reader, source, **limits)  # type: ignore[arg-type]
     elif head[0] & 0x80:
         yield from split_binary(buffered, source, **limits)
     else:

@@ -1,0 +1,194 @@
+"""The reference selection rules (:func:`engine.wkd.build.select_cert`) on a :class:`LeanCert`.
+
+Each rule mirrors ``engine.openpgp.keys`` (newest valid self-signature at a time, hard and soft
+revocations, key expiry from the primary User ID's self-signature, subkeys valid with their newest
+binding) but asks for a signature's verification only when the answer changes the outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.errors import InvalidArgument, MalformedPacket, UnsupportedError
+from engine.openpgp.packet import write_packet
+from engine.openpgp.public_key import PublicKey
+from engine.openpgp.reader import BodyReader
+from engine.openpgp.userid import UserID
+from engine.wkd.lean import LeanCert, Sig, Unusual, binding_suffix, certification_suffix, revoked_at
+from engine.wkd.validate import normalize_address
+
+__all__ = ["Chosen", "select_lean"]
+
+_DIRECT, _KEY_REV, _BINDING, _SUB_REV, _CERT_REV = 0x1F, 0x20, 0x18, 0x28, 0x30
+
+
+@dataclass
+class _Uid:
+    body: bytes
+    raw: list[bytes]
+    cands: list[Sig] = field(default_factory=list)  # certifications, newest first
+    revs: list[Sig] = field(default_factory=list)
+    parsed: bool = False
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """One address to publish: parts of the address, minimal key bytes and status."""
+
+    local: str
+    domain: str
+    address: str
+    data: bytes
+    status: str
+
+
+def _parse(c: LeanCert, u: _Uid) -> _Uid:
+    if not u.parsed:
+        sigs = [Sig(b) for b in u.raw]
+        cands = [s for s in sigs if 0x10 <= s.type <= 0x13 and s.created >= c.created]  # gpg's rule too
+        u.cands = sorted(cands, key=lambda s: -s.created)
+        u.revs = [s for s in sigs if s.type == _CERT_REV]
+        u.parsed = True
+    return u
+
+
+def _self_sig(c: LeanCert, u: _Uid, at: int) -> Sig | None:
+    data = certification_suffix(u.body)
+    return next((s for s in _parse(c, u).cands if s.live(at) and c.verify(s, data)), None)
+
+
+def _uid_revoked(c: LeanCert, u: _Uid, at: int) -> bool:
+    data = certification_suffix(u.body)
+    return revoked_at([s for s in _parse(c, u).revs if c.verify(s, data)], at)
+
+
+def _newest(sigs: list[Sig], at: int) -> Sig | None:
+    live = [s for s in sigs if s.live(at)]
+    return max(live, key=lambda s: s.created) if live else None
+
+
+def _expires(c: LeanCert, uids: list[_Uid], direct: list[Sig], at: int) -> int | None:
+    """``Cert.expires_at``: key expiration of the primary User ID's self-signature, else direct-key."""
+    newest_direct = _newest(direct, at)
+    if not any(s.key_exp for u in uids for s in _parse(c, u).cands) and not any(s.key_exp for s in direct):
+        return None  # no signature could say otherwise: skip verifying other User IDs
+    best: tuple[tuple[bool, int], Sig] | None = None
+    for u in uids:
+        sig = _self_sig(c, u, at)
+        if sig is not None and not _uid_revoked(c, u, at):
+            rank = (sig.primary, sig.created)
+            if best is None or rank > best[0]:
+                best = (rank, sig)
+    for sig in (best[1] if best else newest_direct, newest_direct):
+        if sig is not None and sig.key_exp is not None:
+            return c.created + sig.key_exp if sig.key_exp else None
+    return None
+
+
+def _subkeys(c: LeanCert, at: int) -> list[bytes]:
+    """Packets of the subkeys valid at ``at`` with their newest binding."""
+    out = []
+    for body, raw in c.subkeys:
+        if body[:1] != b"\x04":
+            raise Unusual("subkey version")
+        try:
+            PublicKey.read(BodyReader(body, what="public subkey"), True)
+        except UnsupportedError:
+            continue  # the reference skips a subkey of an unknown algorithm
+        except MalformedPacket as exc:
+            raise Unusual("malformed subkey") from exc
+        created = int.from_bytes(body[1:5], "big")
+        sigs = [Sig(b) for b in raw]
+        data = binding_suffix(body)
+        bindings = sorted((s for s in sigs if s.type == _BINDING), key=lambda s: -s.created)
+        binding = next((s for s in bindings if s.live(at) and c.verify(s, data)), None)
+        if binding is None or created > at:
+            continue
+        if binding.key_exp and at >= created + binding.key_exp:
+            continue
+        if revoked_at([s for s in sigs if s.type == _SUB_REV and c.verify(s, data)], at):
+            continue
+        out += [write_packet(14, body), write_packet(2, binding.body)]
+    return out
+
+
+def _uid_problem(c: LeanCert, u: _Uid, at: int) -> str | None:
+    if _self_sig(c, u, at) is None:
+        data = certification_suffix(u.body)
+        if any(c.verify(s, data) for s in u.cands):
+            return "self-signature expired or not yet valid"
+        return "no valid self-signature"
+    return "user id revoked" if _uid_revoked(c, u, at) else None
+
+
+def select_lean(
+    c: LeanCert,
+    domains: frozenset[str] | None,
+    include_expired: bool,
+    include_revoked: bool,
+    now: int,
+    skipped: list[tuple[str, str]],
+) -> list[Chosen]:
+    """The addresses of ``c`` to publish (reasons for the others appended to ``skipped``)."""
+    uids = [_Uid(b, raw) for b, raw in c.uids]
+    direct = [s for s in c.other if s.type == _DIRECT and c.verify(s, b"")]
+    krevs = [s for s in c.other if s.type == _KEY_REV and c.verify(s, b"")]
+    key_revoked = revoked_at(krevs, now)
+    exp = _expires(c, uids, direct, now)
+    expired = exp is not None and exp <= now
+    at = exp - 1 if expired and exp is not None else now
+    key_problem = None
+    if c.created > now:
+        key_problem = "key created in the future"
+    elif key_revoked and not include_revoked:
+        key_problem = "key revoked"
+    elif expired and not include_expired:
+        key_problem = "key expired"
+    best: dict[str, tuple[tuple[int, int], _Uid, str, str]] = {}
+    for u in uids:
+        email = UserID(u.body).email
+        if email is None:
+            skipped.append(("no mail address in user id", u.body.decode("utf-8", "replace")[:80]))
+            continue
+        try:
+            local, domain, address = normalize_address(email)
+        except InvalidArgument as exc:
+            skipped.append((f"refused address: {exc}", repr(email[:200])))
+            continue
+        if domains is not None and domain not in domains:
+            skipped.append(("other domain", address))
+            continue
+        problem = key_problem or _uid_problem(c, u, at)
+        if problem == "user id revoked" and include_revoked:
+            problem = None
+        if problem:
+            skipped.append((problem, address))
+            continue
+        sig = _self_sig(c, u, at)
+        rank = (int(bool(sig and sig.primary)), sig.created if sig else 0)
+        if address not in best or rank > best[address][0]:
+            best[address] = (rank, u, local, domain)
+    if not best:
+        return []
+    head = [c.key_packet, *(write_packet(2, s.body) for s in krevs)]
+    newest_direct = _newest(direct, at)
+    subs: list[bytes] | None = None
+    out = []
+    for address, (_, u, local, domain) in best.items():
+        uid = write_packet(13, u.body)
+        if key_revoked or _uid_revoked(c, u, at) or _self_sig(c, u, at) is None:
+            data = certification_suffix(u.body)
+            valid = [s for s in u.cands if c.verify(s, data)]
+            newest = max(valid, key=lambda s: s.created, default=None)
+            block = [*head, uid, *([write_packet(2, newest.body)] if newest else [])]
+            block += [write_packet(2, s.body) for s in u.revs if c.verify(s, data)]
+            out.append(Chosen(local, domain, address, b"".join(block), "revoked"))
+            continue
+        if subs is None:
+            subs = _subkeys(c, at)
+        sig = _self_sig(c, u, at)
+        assert sig is not None
+        parts = [*head, *([write_packet(2, newest_direct.body)] if newest_direct else []), uid]
+        parts += [write_packet(2, sig.body), *subs]
+        out.append(Chosen(local, domain, address, b"".join(parts), "expired" if expired else "valid"))
+    return out

@@ -1,0 +1,143 @@
+"""The lean WKD selection against the reference (full Cert) path; Cert rules it relies on; armor keyrings."""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.armor import ArmorReader, armor
+from engine.openpgp.constants import SignatureType
+from engine.openpgp.keygen import export, generate
+from engine.openpgp.keys import Cert, read_cert, read_certs
+from engine.openpgp.packet import write_packet
+from engine.openpgp.signature import Signature, Subpacket, certification_data, key_data
+from engine.openpgp.userid import UserID
+from engine.wkd.build import BuildOptions, select_one
+from engine.wkd.lean import LeanCert, Unusual
+from engine.wkd.sample import BASE_TIME, sample_keyring
+from engine.wkd.sources import CertBlob, SourceProblem, split_stream
+
+NOW = BASE_TIME + 86400
+
+
+def _sig(cert: Cert, sig_type: int, data: bytes, created: int, extra: tuple[Subpacket, ...] = ()) -> bytes:
+    priv = cert.secret.unlock().private  # type: ignore[union-attr]
+    hashed = [Subpacket(2, created.to_bytes(4, "big")), Subpacket(33, b"\x04" + cert.fingerprint), *extra]
+    return Signature.create(cert.primary, priv, sig_type, data, hashed).serialize()
+
+
+def _uid(cert: Cert, text: bytes, created: int, *extra: Subpacket, sig_type: int = 0x13) -> bytes:
+    data = certification_data(cert.primary, text)
+    return UserID(text).serialize() + _sig(cert, sig_type, data, created, extra)
+
+
+def _edge_keys() -> list[bytes]:
+    """Keys exercising each rule: revoked User ID and key, expiring key via a non-domain primary User ID,
+    broken and pre-creation self-signatures, newer self-signature winning, an RSA key, v6 (fallback)."""
+    t = BASE_TIME - 86400 * 100
+    out = []
+    a = generate("A <a@example.org>", created=t)
+    rev = _sig(
+        a,
+        SignatureType.CERTIFICATION_REVOCATION,
+        certification_data(a.primary, b"A2 <a2@example.org>"),
+        t + 9,
+    )
+    out.append(a.public().serialize() + _uid(a, b"A2 <a2@example.org>", t + 5) + rev)
+    b = generate("B <b@example.org>", created=t)  # expired through its primary User ID in another domain
+    out.append(
+        b.public().serialize()
+        + _uid(
+            b, b"B <b@example.net>", t + 5, Subpacket(25, b"\x01"), Subpacket(9, (3600).to_bytes(4, "big"))
+        )
+    )
+    c = generate("C <c@example.org>", created=t)
+    broken = bytearray(_uid(c, b"<forged@example.org>", t + 1))
+    broken[-3] ^= 0xFF
+    out.append(c.public().serialize() + bytes(broken) + _uid(c, b"<old@example.org>", t - 10))
+    d = generate("D <d@example.org>", created=t)
+    newer = _uid(d, b"D <d@example.org>", t + 50, Subpacket(9, (60).to_bytes(4, "big")))
+    out.append(d.public().serialize() + newer[len(UserID(b"D <d@example.org>").serialize()) :])
+    e = generate("E <e@example.org>", created=t)
+    head = e.primary.serialize()
+    out.append(
+        head
+        + _sig(e, SignatureType.KEY_REVOCATION, key_data(e.primary), t + 3)
+        + e.public().serialize()[len(head) :]
+    )
+    out.append(export(generate("R <r@example.org>", "rsa2048", created=t).public(), armor=False))
+    out.append(export(generate("V6 <v6@example.org>", version=6, created=t).public(), armor=False))
+    return out
+
+
+@pytest.mark.parametrize("flags", [(False, False), (True, True)])
+def test_lean_equals_reference(flags: tuple[bool, bool]) -> None:
+    ring = sample_keyring(60, 7)
+    blobs = [b for b in split_stream(io.BufferedReader(io.BytesIO(ring)), "s") if isinstance(b, CertBlob)]  # type: ignore[arg-type]
+    blobs += [CertBlob("edge", i, data) for i, data in enumerate(_edge_keys())]
+    for domains in (frozenset(["example.org"]), None):
+        for blob in blobs:
+            lean = select_one(BuildOptions(domains, *flags, now=NOW), blob)
+            ref = select_one(BuildOptions(domains, *flags, now=NOW, lean=False), blob)
+            assert lean.records == ref.records and sorted(lean.skipped) == sorted(ref.skipped), blob.offset
+    reasons = {r for blob in blobs for r, _ in select_one(BuildOptions(None, now=NOW), blob).skipped}
+    assert {"user id revoked", "key expired", "no valid self-signature", "key revoked"} <= reasons
+
+
+def test_lean_refuses_what_it_does_not_know() -> None:
+    v6 = export(generate("V6 <v6@example.org>", version=6).public(), armor=False)
+    for data in (v6, export(generate("S <s@example.org>"), secret=True, armor=False), b"\x99\x00"):
+        with pytest.raises(Unusual):
+            LeanCert(data)
+
+
+def test_self_signature_before_key_creation_does_not_validate_user_id() -> None:
+    cert = generate("Main <main@example.org>")
+    old = _uid(cert, b"Back <back@example.org>", cert.primary.created - 3600)
+    fine = _uid(cert, b"Now <now@example.org>", cert.primary.created)
+    back = read_cert(cert.public().serialize() + old + fine)
+    assert [u.valid_at() for u in back.user_ids] == [True, False, True]
+    assert not back.user_ids[1].self_signatures
+
+
+def test_minimal_indexes_user_ids_once() -> None:
+    cert = generate("Main <main@example.org>")
+    t = cert.primary.created
+    n = 1000
+    extra = b"".join(_uid(cert, f"U{i} <u{i}@Example.org>".encode(), t) for i in range(n))
+    many = read_cert(cert.public().serialize() + extra)
+    start = time.perf_counter()
+    outs = [many.minimal(f"u{i}@example.org") for i in range(n)]
+    elapsed = time.perf_counter() - start
+    print(f"minimal() for {n} User IDs: {elapsed:.2f} s")  # was quadratic: minutes at 10,000
+    assert [[u.text for u in read_cert(outs[i]).user_ids] for i in (0, n - 1)] == [
+        ["U0 <u0@Example.org>"],
+        [f"U{n - 1} <u{n - 1}@Example.org>"],
+    ]
+    assert many.minimal(b"U7 <u7@Example.org>") == outs[7]
+
+
+def test_armor_reader_multiple_blocks_in_bounded_chunks() -> None:
+    rng = random.Random(3)
+    blobs = [rng.randbytes(n) for n in (5000, 1, 70_000)]
+    text = armor(blobs[0], "PUBLIC KEY BLOCK") + b"text between\n" + armor(blobs[1], "PUBLIC KEY BLOCK")
+    text += armor(blobs[2], "MESSAGE") + b"trailing text\n"
+    for chunk in (7, 100, 1 << 20):
+        reader = ArmorReader(io.BytesIO(text), chunk_size=chunk, multiple=True)
+        assert reader.read() == b"".join(blobs) and reader.blocks == 3
+        assert ArmorReader(io.BytesIO(text), chunk_size=chunk).read() == blobs[0]
+
+
+def test_armored_keyring_source_streams_every_block(tmp_path: Path) -> None:
+    keys = [generate(f"K{i} <k{i}@example.org>") for i in range(3)]
+    literal = armor(write_packet(11, b"b\x00\x00\x00\x00\x00hi"), "MESSAGE")  # not a key: skipped
+    text = b"\n".join(export(k.public()) for k in keys[:2]) + literal + export(keys[2].public())
+    items = list(split_stream(io.BufferedReader(io.BytesIO(text)), "k.asc"))  # type: ignore[arg-type]
+    assert [read_certs(i.data)[0].fingerprint for i in items if isinstance(i, CertBlob)] == [
+        k.fingerprint for k in keys
+    ]
+    assert not any(isinstance(i, SourceProblem) for i in items)
