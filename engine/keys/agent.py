@@ -133,6 +133,17 @@ def unpad_pkcs1_v15(block: bytes) -> bytes:
     return block[sep + 1 :]
 
 
+def rsa_ciphertext(c: bytes, modulus_len: int | None = None) -> bytes:
+    """The ``a`` value of an RSA ``enc-val``: ``c`` left-padded with zeros to ``modulus_len`` (when given
+    and longer), then a zero byte in front if the top bit is set (libgcrypt's signed ``%m``)."""
+    value = c.lstrip(b"\0") or b"\0"
+    if modulus_len is not None:
+        if len(value) > modulus_len:
+            raise DecryptionFailed("decryption failed")  # larger than the modulus: not for this key
+        value = value.rjust(modulus_len, b"\0")
+    return b"\0" + value if value[0] & 0x80 else value
+
+
 def shared_secret_from_point(point: bytes) -> bytes:
     """The X coordinate the RFC 6637 KDF hashes: ``0x40 || X`` (Curve25519) -> X; ``04 || X || Y`` -> X."""
     if len(point) == 33 and point[0] == 0x40:
@@ -206,6 +217,20 @@ class AgentConnection:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def passphrase(self) -> PassphraseSource:
+        """Where passphrases and PINs come from (text, or a function of the keygrip)."""
+        return self._passphrase
+
+    @passphrase.setter
+    def passphrase(self, source: PassphraseSource) -> None:
+        self._passphrase = source
+
+    def card_keys(self) -> dict[str, str]:
+        """Keygrip -> card serial number of every key the agent reaches on a card (``KEYINFO`` type
+        ``T``; a shadowed key counts even while its card is out, its serial then may be "")."""
+        return {k.keygrip.upper(): k.serialno or "" for k in self.keygrips() if k.type == "T"}
+
     def transact(self, command: str, **kw: object) -> Response:
         """Send a raw Assuan command (for tools and tests)."""
         return self._conn().transact(command, **kw)  # type: ignore[arg-type]
@@ -236,13 +261,16 @@ class AgentConnection:
         return list_secret_keys(self.gnupghome)
 
     # -- private-key operations -------------------------------------------------------------------
-    def pkdecrypt_rsa(self, keygrip: str, c: bytes) -> bytes:
+    def pkdecrypt_rsa(self, keygrip: str, c: bytes, modulus_len: int | None = None) -> bytes:
         """RSA-decrypt the PKESK integer ``c`` (big-endian) and return the PKCS#1 v1.5 *unpadded* message.
 
-        Soft keys return the padded block, which is checked and stripped here; cards signal
-        ``S PADDING 0`` and return the message already unpadded.
+        With ``modulus_len`` the integer is sent zero-padded to the modulus length: a PKESK stores it
+        without leading zeros (RFC 9580 §3.2), and gnupg-pkcs11-scd hands it to C_Decrypt as is, which
+        wants exactly the modulus length (RFC 8017 §7.2.2): about 1 message in 500 failed with "Card
+        error". Soft keys do not mind the zeros. Soft keys return the padded block, which is checked
+        and stripped here; cards signal ``S PADDING 0`` and return the message already unpadded.
         """
-        cipher = sexp.encode([b"enc-val", [b"rsa", [b"a", sexp.mpi_bytes(c)]]])
+        cipher = sexp.encode([b"enc-val", [b"rsa", [b"a", rsa_ciphertext(c, modulus_len)]]])
         resp = self._pkdecrypt(keygrip, cipher)
         value = self._value(resp)
         if (resp.status_value("PADDING") or "").strip() == "0":

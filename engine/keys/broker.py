@@ -22,75 +22,25 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import multiprocessing
 import os
 import shutil
 import socket
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from multiprocessing.connection import Client, Connection, Listener, wait
 from typing import Any
 
 from engine.errors import InvalidArgument
 from engine.keys.broker_card import CARD_ENV, Card, CardMetrics, RetryPolicy, card_main
 from engine.keys.broker_client import DEFAULT_WINDOW, BrokeredKeyProvider, CardUnavailable, error_from_wire
+from engine.keys.broker_state import CardState, Request, owner_context
 from engine.openpgp.public_key import PublicKey
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BrokeredKeyProvider", "Card", "CardBroker", "CardMetrics", "CardUnavailable", "RetryPolicy"]
-
-
-@dataclass(eq=False)
-class _Req:
-    client: Connection
-    rid: int
-    fingerprint: bytes
-    op: str
-    args: tuple[bytes, ...]
-
-
-@dataclass(eq=False)
-class _CardState:
-    name: str
-    fingerprints: frozenset[bytes]
-    proc: Any
-    conn: Connection
-    queue: deque[_Req] = field(default_factory=deque)
-    inflight: dict[int, _Req] = field(default_factory=dict)
-    alive: bool = True
-    reason: str = ""
-    ops: int = 0
-    errors: int = 0
-    retries: int = 0
-    busy: float = 0.0
-    first_sent: float | None = None
-    last_done: float = 0.0
-    head_since: float = 0.0
-    high_water: int = 0
-    idle_gaps: int = 0
-    pin_asks: int = 0
-
-    @property
-    def load(self) -> int:
-        return len(self.queue) + len(self.inflight)
-
-    def snapshot(self) -> CardMetrics:
-        active = (self.last_done - self.first_sent) if self.first_sent is not None else 0.0
-        return CardMetrics(
-            self.name, self.ops, self.errors, self.retries, self.busy, active,
-            self.high_water, self.idle_gaps, self.pin_asks, self.alive, self.reason,
-        )  # fmt: skip
-
-
-def _context() -> Any:
-    """``forkserver`` (``spawn`` where missing): a card process must not inherit the parent's sessions."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 class CardBroker:
@@ -124,7 +74,7 @@ class CardBroker:
         self._policy = RetryPolicy(retries, backoff)
         self.op_timeout, self.start_timeout = op_timeout, start_timeout
         self._env = {k: os.environ[k] for k in CARD_ENV if k in os.environ} | (env or {})
-        self._cards: list[_CardState] = []
+        self._cards: list[CardState] = []
         self._clients: set[Connection] = set()
         self._new_clients: list[Connection] = []
         self._fatal: tuple[str, str] | None = None
@@ -140,7 +90,7 @@ class CardBroker:
     # -- life cycle ---------------------------------------------------------------------------------
     def start(self) -> CardBroker:
         """Start the card processes (waiting until each has opened its card) and the broker thread."""
-        ctx = _context()
+        ctx = owner_context()
         for spec in self._specs:
             parent, child = ctx.Pipe()
             raws = {pub.fingerprint: raw for pub, raw in spec.keys}
@@ -148,7 +98,7 @@ class CardBroker:
             proc = ctx.Process(target=card_main, args=args, name=f"pgpbulk-card-{spec.name}", daemon=True)
             proc.start()
             child.close()
-            self._cards.append(_CardState(spec.name, frozenset(raws), proc, parent))
+            self._cards.append(CardState(spec.name, frozenset(raws), proc, parent))
         deadline = time.monotonic() + self.start_timeout
         for card in self._cards:
             self._await_ready(card, deadline)
@@ -168,7 +118,7 @@ class CardBroker:
             self._threads.append(t)
         return self
 
-    def _await_ready(self, card: _CardState, deadline: float) -> None:
+    def _await_ready(self, card: CardState, deadline: float) -> None:
         try:
             if not card.conn.poll(max(0.0, deadline - time.monotonic())):
                 card.proc.kill()
@@ -283,9 +233,9 @@ class CardBroker:
             self._clients.discard(conn)  # worker gone: its queued requests are skipped in _pump
             conn.close()
             return
-        self._route(_Req(conn, rid, fingerprint, op, tuple(args)))
+        self._route(Request(conn, rid, fingerprint, op, tuple(args)))
 
-    def _route(self, req: _Req) -> None:
+    def _route(self, req: Request) -> None:
         if self._fatal is not None:
             self._reply(req, "err", self._fatal)
             return
@@ -305,7 +255,7 @@ class CardBroker:
         self.queue_high_water = max(self.queue_high_water, sum(c.load for c in self._cards))
         self._pump(card)
 
-    def _pump(self, card: _CardState) -> None:
+    def _pump(self, card: CardState) -> None:
         while card.alive and card.queue and len(card.inflight) < 2:
             req = card.queue.popleft()
             if req.client not in self._clients:
@@ -324,7 +274,7 @@ class CardBroker:
                 card.first_sent = now
             card.inflight[gid] = req
 
-    def _from_card(self, card: _CardState) -> None:
+    def _from_card(self, card: CardState) -> None:
         try:
             gid, status, value, busy, retries, pin_asks = card.conn.recv()
         except (EOFError, OSError):
@@ -346,7 +296,7 @@ class CardBroker:
             kind, message = value
             card.errors += 1
             if kind == "pin":
-                log.error("%s", message)
+                log.warning("%s", message)  # raised to every caller; they decide how to say it
                 self._reply(req, "err", value)
                 self._fail_all(kind, message)
                 return
@@ -370,11 +320,11 @@ class CardBroker:
                     card, f"card {card.name}: no answer within {self.op_timeout:g} s (removed or hung)"
                 )
 
-    def _card_failed(self, card: _CardState, reason: str, first: _Req | None = None) -> None:
+    def _card_failed(self, card: CardState, reason: str, first: Request | None = None) -> None:
         """Drop ``card``; its work goes to the other cards with the same key, or fails with ``reason``."""
         if not card.alive:
             return
-        log.error("%s", reason)
+        log.warning("%s", reason)
         card.alive, card.reason = False, reason
         orphans = ([first] if first else []) + list(card.inflight.values()) + list(card.queue)
         card.inflight.clear()
@@ -398,7 +348,7 @@ class CardBroker:
                 with contextlib.suppress(OSError):
                     card.conn.send(None)
 
-    def _reply(self, req: _Req, status: str, value: Any) -> None:
+    def _reply(self, req: Request, status: str, value: Any) -> None:
         if req.client not in self._clients:
             return
         try:

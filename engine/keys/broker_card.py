@@ -34,14 +34,11 @@ from engine.openpgp.public_key import PublicKey
 #: libgpg-error codes worth another try: TIMEOUT, ASS_GENERAL/ASS_SERVER_FAULT-like (80, 81), CARD,
 #: CARD_RESET, CARD_REMOVED, CARD_NOT_PRESENT, NO_SCDAEMON, SCDAEMON, EOF. A removed card is retried too:
 #: one pulled and pushed back within the backoff comes back; after the retries it is declared gone.
+_GENERAL = 1  # GPG_ERR_GENERAL
+_SOURCE_SCD = 6  # GPG_ERR_SOURCE_SCD
 TRANSIENT_CODES = frozenset({62, 80, 81, 108, 109, 110, 112, 119, 120, 16383})
 _DECRYPTION_FAILED = 152
 _PIN_CODES = frozenset({11, 87, 177, 178})  # BAD_PASSPHRASE, BAD_PIN, NO_PASSPHRASE, NO_PIN
-#: python-pkcs11 exceptions (by class name) that the token provider reports as a decryption failure but
-#: that mean the session or object went away (SoftHSM: token directory deleted under an open session).
-_STALE_PKCS11 = frozenset(
-    {"ObjectHandleInvalid", "KeyHandleInvalid", "SessionHandleInvalid", "DeviceRemoved", "TokenNotPresent"}
-)
 #: Environment a card process needs from its parent (a forkserver child inherits the server's, not ours).
 CARD_ENV = ("GNUPGHOME", "SOFTHSM2_CONF", "PGPBULK_PKCS11_LOCK", "PGPBULK_PKCS11_MODULE")
 _METHODS = {"rsa": "rsa_decrypt", "ecdh": "ecdh_shared"}
@@ -58,7 +55,7 @@ class Card:
     @classmethod
     def of(cls, name: str, provider: RemoteKeyProvider) -> Card:
         """The keys of ``agent_provider(...)`` / ``pkcs11_provider(...)``, as one card."""
-        return cls(name, list(provider._keys))
+        return cls(name, provider.entries)
 
 
 @dataclass(frozen=True)
@@ -109,11 +106,11 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, AssuanError):
         if exc.code in _PIN_CODES:
             return "pin"
-        if exc.code in TRANSIENT_CODES:
-            return "transient"
+        if exc.code in TRANSIENT_CODES or (exc.code == _GENERAL and exc.source == _SOURCE_SCD):
+            return "transient"  # scdaemon's GPG_ERR_GENERAL: the card was pulled mid-command
         return "decrypt" if exc.code == _DECRYPTION_FAILED else "error"
     if isinstance(exc, DecryptionFailed):
-        return "transient" if type(exc.__cause__).__name__ in _STALE_PKCS11 else "decrypt"
+        return "decrypt"
     if isinstance(exc, (InvalidArgument, UnsupportedError)):
         return "invalid"
     if isinstance(exc, (KeyProviderError, OSError)):  # Assuan timeouts and broken sockets, TokenError
@@ -145,17 +142,24 @@ class PinGuard:
 def guard_pins(raws: list[Any]) -> list[PinGuard]:
     """Put a :class:`PinGuard` in front of every gpg-agent connection among ``raws`` (once each)."""
     guards: dict[int, PinGuard] = {}
-    for raw in raws:
+    for raw in map(backend, raws):
         if isinstance(raw, AgentDecryptor) and id(raw.agent) not in guards:
-            # AgentConnection has no public setter for its passphrase source; this process owns the object.
-            guard = PinGuard(raw.agent._passphrase)
-            raw.agent._passphrase = guard
+            guard = PinGuard(raw.agent.passphrase)  # this process owns the connection object
+            raw.agent.passphrase = guard
             guards[id(raw.agent)] = guard
     return list(guards.values())
 
 
+def backend(raw: Any) -> Any:
+    """The real backend under wrappers that model a card (``inner``, see :mod:`engine.keys.simulated`)."""
+    while hasattr(raw, "inner"):
+        raw = raw.inner
+    return raw
+
+
 def reopen(raw: Any) -> None:
     """Drop a backend's connection or session so the next try starts afresh."""
+    raw = backend(raw)
     if isinstance(raw, AgentDecryptor):
         raw.agent.close()  # the next call reconnects (and starts the agent again if it died)
     elif isinstance(raw, Pkcs11Decryptor):
@@ -168,6 +172,7 @@ def reopen(raw: Any) -> None:
 def probe(raw: Any) -> bool:
     """Whether the card behind an agent still answers (``SCD SERIALNO``, which spends no PIN try): after
     a card error that outlived the retries, tells a bad request (the card answers) from a lost card."""
+    raw = backend(raw)
     if not isinstance(raw, AgentDecryptor):
         return False
     try:

@@ -19,7 +19,7 @@ from multiprocessing.connection import Client, Connection
 from typing import Any
 
 from engine.errors import DecryptionFailed, InvalidArgument, NoMatchingKey, PgpBulkError
-from engine.keys.errors import BadPassphrase, KeyProviderError
+from engine.keys.errors import BadPassphrase, KeyProviderError, ProviderStopped
 from engine.keys.providers import RemoteKeyProvider, decrypt_pkesk
 from engine.openpgp.pkesk import Pkesk, SessionKey
 from engine.openpgp.public_key import PublicKey
@@ -29,11 +29,11 @@ from engine.openpgp.public_key import PublicKey
 DEFAULT_WINDOW = 64
 
 
-class CardUnavailable(KeyProviderError):
+class CardUnavailable(ProviderStopped):
     """No card holding the key can do the operation: removed, not answering, or gave up after retries."""
 
 
-class BrokerClosed(KeyProviderError):
+class BrokerClosed(ProviderStopped):
     """The broker stopped (or its process went away) before answering."""
 
 
@@ -191,6 +191,11 @@ class _Replay:
         return self.value
 
 
+def _identity(pkesk: Pkesk) -> tuple[Any, ...]:
+    fields = tuple(None if f is None else bytes(f) for f in pkesk.fields)
+    return (pkesk.version, int(pkesk.algorithm), bytes(pkesk.key_id), pkesk.fingerprint, fields)
+
+
 class BrokeredKeyProvider:
     """``KeyProvider`` for worker processes: the keys' public halves here, their secret steps on the
     broker's cards. Picklable (address, authkey and public keys); connects on first use in each process.
@@ -206,6 +211,7 @@ class BrokeredKeyProvider:
         self._inner = RemoteKeyProvider(
             (pub, _BrokerRaw(self.client, pub.fingerprint)) for pub in self.publics
         )
+        self._ready: dict[tuple[Any, ...], SessionKey | PgpBulkError] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (BrokeredKeyProvider, self._args)
@@ -217,8 +223,20 @@ class BrokeredKeyProvider:
         return self._inner.fingerprints()
 
     def decrypt_session_key(self, pkesk: Pkesk) -> SessionKey:
-        """One PKESK, one round trip to the card (the scheduler's per-message path)."""
-        return self._inner.decrypt_session_key(pkesk)
+        """One PKESK: the answer :meth:`prefetch` got for it, else one round trip to the card."""
+        ready = self._ready.pop(_identity(pkesk), None)
+        if isinstance(ready, PgpBulkError):
+            raise ready
+        return ready if ready is not None else self._inner.decrypt_session_key(pkesk)
+
+    def prefetch(self, pkesks: Sequence[Pkesk]) -> None:
+        """Decrypt ``pkesks`` ahead, all queued on the card at once (:meth:`decrypt_session_keys`), and
+        keep the answers for the next :meth:`decrypt_session_key` calls; forgets an earlier prefetch.
+        A worker calls it with the PKESKs of its whole batch so the card never waits between messages."""
+        self._ready.clear()
+        wanted = [p for p in pkesks if not p.anonymous and p.key_id in self.key_ids()]
+        for pkesk, result in zip(wanted, self.decrypt_session_keys(wanted), strict=True):
+            self._ready[_identity(pkesk)] = result
 
     def decrypt_session_keys(self, pkesks: Sequence[Pkesk]) -> list[SessionKey | PgpBulkError]:
         """Many PKESKs with their card operations queued ahead all at once (up to the window), so the

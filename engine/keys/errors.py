@@ -40,3 +40,8 @@ class NoSecretKey(UnusableKey):
 
 class TokenError(KeyProviderError):
     """A PKCS#11 module or token failed (not found, not initialized, mechanism refused)."""
+
+
+class ProviderStopped(KeyProviderError):
+    """The provider cannot go on (card removed or not answering, broker gone): every further operation
+    would fail the same way, so a bulk run stops (resumably) instead of skipping messages."""

@@ -292,6 +292,8 @@ class Pkcs11Key:
             p11e.DeviceError,
             p11e.DeviceMemory,
             p11e.UserNotLoggedIn,
+            p11e.ObjectHandleInvalid,  # the token went away under an open session (SoftHSM: its
+            p11e.KeyHandleInvalid,  # directory deleted), not a bad ciphertext
         ) as exc:
             raise TokenError(f"{self.uri}: {type(exc).__name__}") from exc
         except p11e.PKCS11Error as exc:  # bad padding, bad point, ... : say nothing more

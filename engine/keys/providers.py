@@ -39,13 +39,16 @@ class RawDecryptor(Protocol):
 
 
 class AgentDecryptor:
-    """One key held by gpg-agent (soft or on a card behind scdaemon)."""
+    """One key held by gpg-agent (soft or on a card behind scdaemon). ``modulus_len``: of an RSA key, so
+    ciphertexts go out padded to it (cards need that); ``card``: the card's serial number, if on one."""
 
-    def __init__(self, agent: AgentConnection, keygrip: str) -> None:
-        self.agent, self.keygrip = agent, keygrip
+    def __init__(
+        self, agent: AgentConnection, keygrip: str, modulus_len: int | None = None, card: str | None = None
+    ) -> None:
+        self.agent, self.keygrip, self.modulus_len, self.card = agent, keygrip, modulus_len, card
 
     def rsa_decrypt(self, c: bytes) -> bytes:
-        return self.agent.pkdecrypt_rsa(self.keygrip, c)
+        return self.agent.pkdecrypt_rsa(self.keygrip, c, self.modulus_len)
 
     def ecdh_shared(self, point: bytes, wrapped: bytes) -> bytes:
         s_field = bytes((len(wrapped),)) + wrapped  # as gpg sends it: with its length octet
@@ -109,6 +112,11 @@ class RemoteKeyProvider:
         for entry in self._keys:
             self._by_id.setdefault(entry[0].key_id, []).append(entry)
 
+    @property
+    def entries(self) -> list[tuple[PublicKey, RawDecryptor]]:
+        """The keys as (public key, backend) pairs (what a card broker serves)."""
+        return list(self._keys)
+
     def key_ids(self) -> frozenset[bytes]:
         return frozenset(self._by_id)
 
@@ -149,11 +157,16 @@ def agent_provider(
     fingerprint: str | None = None,
     passphrase: PassphraseSource = None,
     agent: AgentConnection | None = None,
+    on_card: bool | None = None,
 ) -> RemoteKeyProvider:
     """Every decryption key whose secret gpg-agent holds for ``gnupghome`` (or only the key, or the
-    encryption subkeys of the primary key, that ``fingerprint`` names)."""
+    encryption subkeys of the primary key, that ``fingerprint`` names). ``on_card``: only the keys on a
+    card (True, per the agent's ``KEYINFO``) or only the soft ones (False); both when None."""
     agent = agent or AgentConnection(gnupghome, passphrase=passphrase)
+    cards = agent.card_keys()
     secrets = {k.fingerprint.upper(): k for k in agent.secret_keys()}
+    if on_card is not None:
+        secrets = {f: k for f, k in secrets.items() if (k.keygrip.upper() in cards) == on_card}
     home = agent.gnupghome
     proc = subprocess.run(
         ["gpg", *(["--homedir", home] if home else []), "--batch", "--export", *secrets],
@@ -171,9 +184,13 @@ def agent_provider(
             continue
         if want and want not in (pub.fingerprint_hex, pub.key_id.hex().upper(), secret.primary_fingerprint):
             continue
-        entries.append((pub, AgentDecryptor(agent, secret.keygrip)))
+        size = (pub.material.n.bit_length() + 7) // 8 if pub.algorithm in _RSA else None  # type: ignore[union-attr]
+        entries.append((pub, AgentDecryptor(agent, secret.keygrip, size, cards.get(secret.keygrip.upper()))))
     if not entries:
-        raise NoSecretKey(f"gpg-agent holds no decryption key{' for ' + fingerprint if fingerprint else ''}")
+        where = {True: " on a card", False: " off cards"}.get(on_card, "")  # type: ignore[arg-type]
+        raise NoSecretKey(
+            f"gpg-agent holds no decryption key{where}{' for ' + fingerprint if fingerprint else ''}"
+        )
     return RemoteKeyProvider(entries)
 
 
