@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import IntegrityError
+from engine.errors import IntegrityError, InvalidArgument
 from engine.openpgp import message, streaming
 from engine.openpgp.compressed import DecompressionLimit
 from engine.openpgp.constants import PacketTag
@@ -127,6 +127,48 @@ def test_two_recipients(gpg: Gpg) -> None:
     assert gpg.decrypt(ct) == b"to both"
     for n in ("rsa3072", "p256"):
         assert message.decrypt(ct, _provider(gpg, n)).plaintext == b"to both"
+
+
+def _literal_mode(gpg: Gpg, ciphertext: bytes) -> str:
+    """The literal data format octet as ``gpg --list-packets`` reports it (it decrypts with our key)."""
+    listing = gpg("--list-packets", stdin=ciphertext).decode()
+    return listing.split(":literal data packet:", 1)[1].split("mode ", 1)[1][0]
+
+
+@pytest.mark.parametrize("fmt", ["b", "t", "u"])
+def test_literal_format_seen_by_gpg(gpg: Gpg, fmt: str) -> None:
+    cert = read_certs(gpg.public("cv25519"))[0]
+    text = "grüße\r\nline two\n".encode()
+    ct = message.encrypt(text, [cert], literal_format=fmt)
+    assert _literal_mode(gpg, ct) == fmt
+    out = io.BytesIO()
+    streaming.encrypt_stream(io.BytesIO(text), out, [cert], literal_format=fmt, compress=True)
+    assert _literal_mode(gpg, out.getvalue()) == fmt
+    # We never convert line endings ('t'/'u' or not); gpg turns CRLF into LF for text on output.
+    assert gpg.decrypt(out.getvalue()) == (text if fmt == "b" else text.replace(b"\r\n", b"\n"))
+    result = message.decrypt(ct, _provider(gpg, "cv25519"))
+    assert result.plaintext == text and result.literal.format == ord(fmt)
+
+
+def test_sop_encrypt_as_text_writes_utf8_literal(gpg: Gpg, tmp_path: Path) -> None:
+    from engine.sop import main as sop_main
+
+    (tmp_path / "cert").write_bytes(gpg.public("cv25519"))
+    modes = {}
+    for as_ in ("binary", "text"):
+        out = io.BytesIO()
+        assert sop_main(["encrypt", f"--as={as_}", str(tmp_path / "cert")], io.BytesIO(b"hi\n"), out) == 0
+        modes[as_] = _literal_mode(gpg, out.getvalue())
+    assert modes == {"binary": "b", "text": "u"}
+
+
+def test_literal_format_rejects_unknown(gpg: Gpg) -> None:
+    cert = read_certs(gpg.public("cv25519"))[0]
+    for bad in ("m", "x", "bt"):
+        with pytest.raises(InvalidArgument, match="literal data format"):
+            message.encrypt(b"x", [cert], literal_format=bad)
+        with pytest.raises(InvalidArgument, match="literal data format"):
+            streaming.encrypt_stream(io.BytesIO(b"x"), io.BytesIO(), [cert], literal_format=bad)
 
 
 @pytest.mark.parametrize("name", list(ALGS))

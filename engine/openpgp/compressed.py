@@ -29,9 +29,16 @@ def decompress(packet: Packet, max_output: int) -> bytes:
     algorithm = body[0]
     if algorithm == CompressionAlgorithm.UNCOMPRESSED:
         if len(body) - 1 > max_output:
-            raise DecompressionLimit(f"uncompressed data exceeds {max_output} octets", packet.body_offset)
+            raise DecompressionLimit(
+                f"uncompressed data exceeds {max_output} octets", packet.body_offset, packet.source
+            )
         return body[1:]
-    return _inflate(algorithm, body[1:], max_output, packet.body_offset)
+    try:
+        return _inflate(algorithm, body[1:], max_output, packet.body_offset)
+    except StructuralError as exc:  # say which stream the offset counts in
+        if packet.source is None:
+            raise
+        raise type(exc)(exc.reason, exc.offset, packet.source) from None
 
 
 def _inflate(algorithm: int, data: bytes, max_output: int, offset: int) -> bytes:

@@ -32,8 +32,22 @@ _NIST_CURVES: dict[Curve, ec.EllipticCurve] = {
     Curve.BRAINPOOL_P384: ec.BrainpoolP384R1(),
     Curve.BRAINPOOL_P512: ec.BrainpoolP512R1(),
 }
-_KDF_HASHES = {HashAlgorithm.SHA256: "sha256", HashAlgorithm.SHA384: "sha384", HashAlgorithm.SHA512: "sha512"}
+_KDF_HASHES = {
+    HashAlgorithm.SHA256: hashlib.sha256,
+    HashAlgorithm.SHA384: hashlib.sha384,
+    HashAlgorithm.SHA512: hashlib.sha512,
+}
 _KEK_SIZES = {SymmetricAlgorithm.AES128: 16, SymmetricAlgorithm.AES192: 24, SymmetricAlgorithm.AES256: 32}
+
+try:  # the Rust functions behind X25519PrivateKey.generate() and
+    # X25519PublicKey.from_public_bytes(), without their per-call Python wrappers
+    from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
+
+    new_x25519_key = _rust_openssl.x25519.generate_key
+    x25519_public = _rust_openssl.x25519.from_public_bytes
+except (ImportError, AttributeError):  # pragma: no cover - other cryptography versions
+    new_x25519_key = x25519.X25519PrivateKey.generate
+    x25519_public = x25519.X25519PublicKey.from_public_bytes
 
 EcPrivateKey = x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
 EcPublicKey = x25519.X25519PublicKey | ec.EllipticCurvePublicKey
@@ -81,13 +95,13 @@ def kdf(params: EcdhParams, shared: bytes, fingerprint: bytes, param: bytes | No
 
     ``param`` is ``params.param_string(fingerprint)`` when the caller has it cached already.
     """
-    name = _KDF_HASHES.get(params.kdf_hash)
+    hash_new = _KDF_HASHES.get(params.kdf_hash)
     size = _KEK_SIZES.get(params.kek_cipher)
-    if name is None or size is None:
+    if hash_new is None or size is None:
         raise UnsupportedAlgorithm(f"ECDH KDF {params.kdf_hash!r} / key wrap {params.kek_cipher!r}")
     if param is None:
         param = params.param_string(fingerprint)
-    digest = hashlib.new(name, b"\x00\x00\x00\x01" + shared + param).digest()
+    digest = hash_new(b"\x00\x00\x00\x01" + shared + param).digest()
     if len(digest) < size:
         raise UnsupportedAlgorithm("ECDH KDF hash is shorter than the key-wrap key")
     return digest[:size]
@@ -144,7 +158,7 @@ def decode_point(curve: Curve, point: bytes) -> EcPublicKey:
         if curve is Curve.CURVE25519_LEGACY:
             if len(point) != 33 or point[0] != 0x40:
                 raise MalformedPacket("Curve25519 point must be 0x40 followed by 32 octets")
-            return x25519.X25519PublicKey.from_public_bytes(point[1:])
+            return x25519_public(point[1:])
         ec_curve = _NIST_CURVES.get(curve)
         if ec_curve is None:
             raise UnsupportedAlgorithm(f"ECDH on curve {curve.name}")
@@ -194,11 +208,17 @@ def ecdh_unwrap(
     point: bytes,
     wrapped: bytes,
     with_algorithm: bool,
+    param: bytes | None = None,
 ) -> tuple[int | None, bytes]:
-    """Recover ``(algorithm, session key)`` from a legacy ECDH PKESK; DecryptionFailed on any mismatch."""
-    peer = decode_point(params.curve, point)
+    """Recover ``(algorithm, session key)`` from a legacy ECDH PKESK; DecryptionFailed on any mismatch.
+
+    ``param`` is the recipient's KDF parameter string when the caller has it cached."""
     try:
-        kek = kdf(params, _shared(private, peer), fingerprint)
+        peer = decode_point(params.curve, point)
+    except MalformedPacket:  # the PKESK's ephemeral point: a failure like any other, no details
+        raise DecryptionFailed("ECDH ephemeral point is invalid") from None
+    try:
+        kek = kdf(params, _shared(private, peer), fingerprint, param)
         frame = key_unwrap(kek, wrapped)
     except (InvalidUnwrap, ValueError):
         raise DecryptionFailed("ECDH session key unwrap failed") from None
@@ -215,13 +235,6 @@ _NATIVE = {
 
 NativePrivateKey = x25519.X25519PrivateKey | x448.X448PrivateKey
 NativePublicKey = x25519.X25519PublicKey | x448.X448PublicKey
-
-try:  # the Rust function behind X25519PrivateKey.generate(), without its per-call backend check
-    from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
-
-    new_x25519_key = _rust_openssl.x25519.generate_key
-except (ImportError, AttributeError):  # pragma: no cover - other cryptography versions
-    new_x25519_key = x25519.X25519PrivateKey.generate
 
 
 def _native_kek(algorithm: PublicKeyAlgorithm, eph: bytes, recipient: bytes, shared: bytes) -> bytes:
@@ -243,19 +256,27 @@ def native_wrap(algorithm: PublicKeyAlgorithm, recipient: NativePublicKey, key: 
 
 
 def native_unwrap(
-    algorithm: PublicKeyAlgorithm, private: NativePrivateKey, eph_pub: bytes, wrapped: bytes
+    algorithm: PublicKeyAlgorithm,
+    private: NativePrivateKey,
+    eph_pub: bytes,
+    wrapped: bytes,
+    own_public: bytes | None = None,
 ) -> bytes:
-    """Recover the session key of an X25519/X448 PKESK; DecryptionFailed on any mismatch."""
+    """Recover the session key of an X25519/X448 PKESK; DecryptionFailed on any mismatch.
+
+    ``own_public`` is the recipient's raw public key when the caller has it cached."""
     if algorithm not in _NATIVE:
         raise UnsupportedAlgorithm(f"native KEM {algorithm!r}")
     mod = _NATIVE[algorithm][0]
     try:
         if mod is x25519:
-            peer: NativePublicKey = x25519.X25519PublicKey.from_public_bytes(eph_pub)
+            peer: NativePublicKey = x25519_public(eph_pub)
         else:
             peer = x448.X448PublicKey.from_public_bytes(eph_pub)
         shared = private.exchange(peer)  # type: ignore[arg-type]
-        kek = _native_kek(algorithm, eph_pub, private.public_key().public_bytes_raw(), shared)
+        if own_public is None:
+            own_public = private.public_key().public_bytes_raw()
+        kek = _native_kek(algorithm, eph_pub, own_public, shared)
         return key_unwrap(kek, wrapped)
     except (InvalidUnwrap, ValueError, TypeError):
         raise DecryptionFailed(f"{algorithm.name} session key unwrap failed") from None

@@ -1,7 +1,7 @@
 """Literal Data packet, tag 11 (RFC 9580 section 5.9): format, file name, date, then the data.
 
-We write format ``b`` (binary), an empty file name and date 0 unless the caller gives them, as Sequoia
-does: the metadata is not covered by any signature and leaks information, and the archive jobs care
+We write format ``b`` (binary) unless asked for ``t`` or ``u`` (text; ``sop encrypt --as=text``), an empty
+file name and date 0 unless the caller gives them, as Sequoia does: the metadata is not covered by any signature and leaks information, and the archive jobs care
 only about the bytes. (gpg writes the input file's name and a time stamp.) On read, every format
 (``b``, ``t``, ``u``, ``m``, and unknown octets) is accepted and the data returned unchanged.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.errors import InvalidArgument
 from engine.openpgp.constants import PacketTag
 from engine.openpgp.packet import BodyReader, Packet, write_packet
 
@@ -25,6 +26,11 @@ class LiteralData:
 
     @classmethod
     def parse(cls, packet: Packet) -> LiteralData:
+        body = packet.body
+        if len(body) >= 6 and len(body) >= 6 + body[1]:  # the common case, without a BodyReader
+            n = body[1]
+            date = int.from_bytes(body[2 + n : 6 + n], "big")
+            return cls(bytes(body[6 + n :]), body[0], bytes(body[2 : 2 + n]), date)
         r = BodyReader.of(packet, "literal data")
         fmt = r.u8("format")
         name = r.take(r.u8("file name length"), "file name")
@@ -38,6 +44,19 @@ class LiteralData:
     def serialize(self) -> bytes:
         """The whole packet, header included."""
         return write_packet(PacketTag.LITERAL, self.header() + self.data)
+
+
+LITERAL_FORMATS = {"b": ord("b"), "t": ord("t"), "u": ord("u")}
+
+
+def format_octet(fmt: str | int) -> int:
+    """The format octet for ``fmt``: 'b' (binary), 't' (text) or 'u' (UTF-8 text); RFC 9580 section 5.9.
+
+    The octet is only a hint to the reader: we never convert line endings, on write or on read."""
+    octet = LITERAL_FORMATS.get(fmt) if isinstance(fmt, str) else fmt
+    if octet not in LITERAL_FORMATS.values():
+        raise InvalidArgument(f"literal data format must be 'b', 't' or 'u', not {fmt!r}")
+    return octet  # type: ignore[return-value]
 
 
 def literal_header(fmt: int = ord("b"), filename: bytes = b"", date: int = 0) -> bytes:

@@ -38,7 +38,7 @@ from engine.openpgp.constants import (
     PublicKeyAlgorithm,
     SymmetricAlgorithm,
 )
-from engine.openpgp.literal import LiteralData, literal_header
+from engine.openpgp.literal import LiteralData, format_octet, literal_header
 from engine.openpgp.packet import Packet, iter_packets, packet_header, write_packet
 from engine.openpgp.pkesk import Pkesk, SessionKey, pkesk_packet
 from engine.openpgp.provider import KeyProvider
@@ -47,7 +47,12 @@ from engine.openpgp.recipients import choose_aead as _choose_aead
 from engine.openpgp.symmetric import symmetric_algorithm
 
 DEFAULT_MAX_OUTPUT = 1 << 30  # decompressed plaintext limit for in-memory decryption
-_SKIPPABLE = (PacketTag.MARKER, PacketTag.PADDING)
+_SKIPPABLE = frozenset((int(PacketTag.MARKER), int(PacketTag.PADDING)))
+# Plain ints for the per-packet dispatch (an enum attribute lookup per comparison costs on 8 KiB mail).
+_PKESK, _SKESK = int(PacketTag.PKESK), int(PacketTag.SKESK)
+_DATA = frozenset((int(PacketTag.SEIPD), int(PacketTag.SED)))
+_LITERAL, _COMPRESSED = int(PacketTag.LITERAL), int(PacketTag.COMPRESSED)
+_SIGNATURES = frozenset((int(PacketTag.ONE_PASS_SIGNATURE), int(PacketTag.SIGNATURE)))
 _SIXTY_FOUR_BIT = frozenset(
     {
         SymmetricAlgorithm.IDEA,
@@ -106,18 +111,19 @@ def parse_message(message: bytes | bytearray | memoryview) -> ParsedMessage:
     others: list[Packet] = []
     body: Packet | None = None
     for pkt in iter_packets(data):
+        tag = pkt.tag
         if body is not None:
-            if pkt.tag in _SKIPPABLE:
+            if tag in _SKIPPABLE:
                 continue
-            raise MalformedPacket(f"unexpected packet tag {pkt.tag} after the encrypted data", pkt.offset)
-        if pkt.tag == PacketTag.PKESK:
+            raise MalformedPacket(f"unexpected packet tag {tag} after the encrypted data", pkt.offset)
+        if tag == _PKESK:
             try:
                 pkesks.append(Pkesk.parse(pkt))
             except UnsupportedError:
                 others.append(pkt)  # unknown version/algorithm: skip it as RFC 9580 section 10.3 allows
-        elif pkt.tag == PacketTag.SKESK or pkt.tag in _SKIPPABLE:
+        elif tag == _SKESK or tag in _SKIPPABLE:
             others.append(pkt)
-        elif pkt.tag in (PacketTag.SEIPD, PacketTag.SED):
+        elif tag in _DATA:
             body = pkt
         elif pkt.tag == PacketTag.OCB_ENCRYPTED:
             raise UnsupportedAlgorithm("LibrePGP OCB encrypted data (tag 20) is not supported")
@@ -174,17 +180,17 @@ def _check_session_key(parsed: ParsedMessage, sk: SessionKey) -> SessionKey:
 
 def open_data(parsed: ParsedMessage, sk: SessionKey, allow_legacy_sed: bool = False) -> bytes:
     """Decrypt and verify the data packet; returns the inner packet stream."""
-    body = bytes(parsed.data.body)
+    body = parsed.data.body
     version = parsed.version
     try:
-        if version == 1:
+        if version == 1:  # no copy: the kernel reads the input buffer itself
             return seipd.open_v1(sk.key, sk.algorithm, body)  # type: ignore[arg-type]
         if version == 2:
-            return seipd.open_v2(sk.key, body)
+            return seipd.open_v2(sk.key, bytes(body))
         if version == 0:
             if not allow_legacy_sed:
                 raise IntegrityError("symmetrically encrypted data without integrity protection (tag 9)")
-            return seipd.open_sed(sk.key, sk.algorithm, body)  # type: ignore[arg-type]
+            return seipd.open_sed(sk.key, sk.algorithm, bytes(body))  # type: ignore[arg-type]
     except MalformedPacket as exc:
         raise MalformedPacket(exc.reason, parsed.data.body_offset + (exc.offset or 0)) from None
     raise UnsupportedError(f"SEIPD version {version}")
@@ -221,30 +227,34 @@ def decrypt(
 
 def unwrap_inner(inner: bytes, max_output: int, depth: int = 0) -> tuple[LiteralData, list[Packet]]:
     """Find the literal data in a decrypted packet stream (through compression), keeping signatures."""
+    # Offsets in these errors count from the start of this (decrypted or decompressed) stream; the
+    # source says which, so a byte number is never mistaken for one in the encrypted input.
+    where = "decrypted data" if depth == 0 else f"decompressed data (level {depth})"
     if depth > 8:
-        raise MalformedPacket("compressed data nested too deeply", 0)
+        raise MalformedPacket("compressed data nested too deeply", 0, where)
     literal: LiteralData | None = None
     sigs: list[Packet] = []
-    for pkt in iter_packets(inner):
-        if pkt.tag == PacketTag.LITERAL:
+    for pkt in iter_packets(inner, where):
+        tag = pkt.tag
+        if tag == _LITERAL:
             if literal is not None:
-                raise MalformedPacket("more than one literal data packet", pkt.offset)
+                raise MalformedPacket("more than one literal data packet", pkt.offset, where)
             if len(pkt.body) > max_output:
-                raise DecompressionLimit(f"plaintext larger than max_output={max_output}", pkt.offset)
+                raise DecompressionLimit(f"plaintext larger than max_output={max_output}", pkt.offset, where)
             literal = LiteralData.parse(pkt)
-        elif pkt.tag == PacketTag.COMPRESSED:
+        elif tag == _COMPRESSED:
             if literal is not None:
-                raise MalformedPacket("compressed data after the literal data", pkt.offset)
+                raise MalformedPacket("compressed data after the literal data", pkt.offset, where)
             literal, inner_sigs = unwrap_inner(decompress(pkt, max_output), max_output, depth + 1)
             sigs.extend(inner_sigs)
-        elif pkt.tag in (PacketTag.ONE_PASS_SIGNATURE, PacketTag.SIGNATURE):
-            sigs.append(Packet(pkt.tag, bytes(pkt.body), pkt.offset, pkt.header_len, pkt.length))
-        elif pkt.tag in _SKIPPABLE:
+        elif tag in _SIGNATURES:
+            sigs.append(Packet(tag, bytes(pkt.body), pkt.offset, pkt.header_len, pkt.length))
+        elif tag in _SKIPPABLE:
             continue
         else:
-            raise MalformedPacket(f"unexpected packet tag {pkt.tag} inside encrypted data", pkt.offset)
+            raise MalformedPacket(f"unexpected packet tag {pkt.tag} inside encrypted data", pkt.offset, where)
     if literal is None:
-        raise MalformedPacket("encrypted data holds no literal data packet", len(inner))
+        raise MalformedPacket("encrypted data holds no literal data packet", len(inner), where)
     return literal, sigs
 
 
@@ -269,8 +279,12 @@ def encrypt(
     date: int = 0,
     compress: bool | CompressionAlgorithm = False,
     anonymous: bool = False,
+    literal_format: str = "b",
 ) -> bytes:
-    """Encrypt ``plaintext`` to ``recipients`` (certificates); see the module docstring for choices."""
+    """Encrypt ``plaintext`` to ``recipients`` (certificates); see the module docstring for choices.
+
+    ``literal_format`` is the literal data format octet: 'b' (binary), 't' or 'u' (UTF-8 text); the
+    bytes are written unchanged either way."""
     if not recipients:
         raise InvalidArgument("encrypt needs at least one recipient")
     if not isinstance(plaintext, bytes | bytearray | memoryview):
@@ -280,7 +294,7 @@ def encrypt(
     rcpts = resolve_recipients(recipients)
     use_aead = _choose_aead(rcpts, aead)
     sk = SessionKey(cipher, os.urandom(cipher.key_size))
-    head = literal_header(ord("b"), filename, date)
+    head = literal_header(format_octet(literal_format), filename, date)
     head = packet_header(PacketTag.LITERAL, len(head) + len(plaintext)) + head
     if compress:
         algo = CompressionAlgorithm.ZLIB if compress is True else CompressionAlgorithm(compress)

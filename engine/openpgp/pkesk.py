@@ -259,12 +259,19 @@ def pkesk_packet(
 
 
 def decrypt_session_key(
-    pkesk: Pkesk, private: Any, fingerprint: bytes, params: ecdh.EcdhParams | None = None
+    pkesk: Pkesk,
+    private: Any,
+    fingerprint: bytes,
+    params: ecdh.EcdhParams | None = None,
+    *,
+    param: bytes | None = None,
+    own_public: bytes | None = None,
 ) -> SessionKey:
     """Recover the session key of ``pkesk`` with a `cryptography` private key.
 
-    ``fingerprint`` is the recipient's (needed by the ECDH KDF). Any failure is DecryptionFailed,
-    deliberately without details.
+    ``fingerprint`` is the recipient's (needed by the ECDH KDF). ``param`` (the ECDH KDF parameter
+    string) and ``own_public`` (the raw X25519/X448 public key) may be passed in when cached by the
+    caller. Any failure is DecryptionFailed, deliberately without details.
     """
     with_alg = pkesk.version == 3
     alg = pkesk.algorithm
@@ -284,10 +291,10 @@ def decrypt_session_key(
         if params is None:
             raise DecryptionFailed("ECDH key without KDF parameters")
         point, wrapped = pkesk.fields
-        cipher, key = ecdh.ecdh_unwrap(params, private, fingerprint, point, wrapped, with_alg)
+        cipher, key = ecdh.ecdh_unwrap(params, private, fingerprint, point, wrapped, with_alg, param)
     elif alg in _NATIVE:
         eph, cipher, wrapped = pkesk.fields
-        key = ecdh.native_unwrap(PublicKeyAlgorithm(alg), private, eph, wrapped)
+        key = ecdh.native_unwrap(PublicKeyAlgorithm(alg), private, eph, wrapped, own_public)
     else:
         raise UnsupportedAlgorithm(f"decrypting public-key algorithm {alg}")
     if cipher is None:

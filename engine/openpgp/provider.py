@@ -8,6 +8,7 @@ implement the same Protocol elsewhere (``engine.keys``).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from engine.errors import DecryptionFailed, NoMatchingKey, UnsupportedAlgorithm
@@ -44,7 +45,34 @@ def _ecdh_params(public: PublicKey) -> ecdh.EcdhParams | None:
 
 def decrypt_with(key: UnlockedKey, pkesk: Pkesk) -> SessionKey:
     """Session key of ``pkesk`` with one unlocked key (no ID matching here)."""
-    return decrypt_session_key(pkesk, key.private, key.public.fingerprint, _ecdh_params(key.public))
+    return _Prepared.of(key).decrypt(pkesk)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """An unlocked key with the per-key constants of its PKESK decryption computed once: the ECDH KDF
+    parameters and parameter string, the raw public key of an X25519/X448 key (HKDF input)."""
+
+    key: UnlockedKey
+    params: ecdh.EcdhParams | None
+    param: bytes | None
+    own_public: bytes | None
+
+    @classmethod
+    def of(cls, key: UnlockedKey) -> _Prepared:
+        public = key.public
+        params = _ecdh_params(public)
+        param = params.param_string(public.fingerprint) if params is not None else None
+        own = None
+        if public.algorithm in (PublicKeyAlgorithm.X25519, PublicKeyAlgorithm.X448):
+            own = key.private.public_key().public_bytes_raw()
+        return cls(key, params, param, own)
+
+    def decrypt(self, pkesk: Pkesk) -> SessionKey:
+        k = self.key
+        return decrypt_session_key(
+            pkesk, k.private, k.public.fingerprint, self.params, param=self.param, own_public=self.own_public
+        )
 
 
 class InProcessKeyProvider:
@@ -64,9 +92,10 @@ class InProcessKeyProvider:
                     self._keys.append(secret)
                 elif _can_encrypt(secret.public.algorithm) and secret.has_secret:
                     self._keys.append(secret.unlock(passphrase if secret.is_protected else None))
-        self._by_id: dict[bytes, list[UnlockedKey]] = {}
-        for k in self._keys:
-            self._by_id.setdefault(k.public.key_id, []).append(k)
+        self._prepared = [_Prepared.of(k) for k in self._keys]
+        self._by_id: dict[bytes, list[_Prepared]] = {}
+        for p in self._prepared:
+            self._by_id.setdefault(p.key.public.key_id, []).append(p)
 
     def key_ids(self) -> frozenset[bytes]:
         return frozenset(self._by_id)
@@ -76,16 +105,16 @@ class InProcessKeyProvider:
 
     def decrypt_session_key(self, pkesk: Pkesk) -> SessionKey:
         if pkesk.anonymous:
-            candidates = [k for k in self._keys if k.public.algorithm == pkesk.algorithm]
+            candidates = [p for p in self._prepared if p.key.public.algorithm == pkesk.algorithm]
         else:
             candidates = self._by_id.get(pkesk.key_id, [])
             if pkesk.fingerprint is not None:
-                candidates = [k for k in candidates if k.public.fingerprint == pkesk.fingerprint]
+                candidates = [p for p in candidates if p.key.public.fingerprint == pkesk.fingerprint]
         if not candidates:
             raise NoMatchingKey("no secret key for this recipient")
-        for k in candidates:
+        for p in candidates:
             try:
-                return decrypt_with(k, pkesk)
+                return p.decrypt(pkesk)
             except (DecryptionFailed, UnsupportedAlgorithm):
                 if len(candidates) == 1:
                     raise

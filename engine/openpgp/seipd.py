@@ -185,7 +185,7 @@ def open_sed(key: bytes, cipher: SymmetricAlgorithm, body: bytes) -> bytes:
     check_key(cipher, key)
     bs = cipher.block_size
     if len(body) < bs + 2:
-        raise MalformedPacket("SED body shorter than its prefix")
+        raise MalformedPacket("SED body shorter than its prefix", 0)
     head = cfb_decryptor(cipher, key).update(body[: bs + 2])
     if head[bs - 2 : bs] != head[bs : bs + 2]:
         raise IntegrityError("SED: quick check failed (wrong key or corrupt data)")

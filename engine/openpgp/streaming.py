@@ -31,7 +31,7 @@ from engine.errors import (
 from engine.openpgp import seipd
 from engine.openpgp.compressed import DecompressionLimit
 from engine.openpgp.constants import AEADAlgorithm, CompressionAlgorithm, PacketTag, SymmetricAlgorithm
-from engine.openpgp.literal import LiteralData, literal_header
+from engine.openpgp.literal import LiteralData, format_octet, literal_header
 from engine.openpgp.message import (
     DecryptResult,
     ParsedMessage,
@@ -82,11 +82,13 @@ def encrypt_stream(
     date: int = 0,
     compress: bool | CompressionAlgorithm = False,
     armor: bool = False,
+    literal_format: str = "b",
 ) -> None:
     """Encrypt ``src`` to ``recipients`` into ``dst`` in constant memory; same choices as
     :func:`engine.openpgp.message.encrypt`. ``armor`` streams through ``engine.armor.ArmorWriter``."""
     if not recipients:
         raise InvalidArgument("encrypt needs at least one recipient")
+    fmt = format_octet(literal_format)
     if armor:
         from engine.armor import ArmorWriter
 
@@ -101,6 +103,7 @@ def encrypt_stream(
                 filename=filename,
                 date=date,
                 compress=compress,
+                literal_format=literal_format,
             )  # type: ignore[arg-type]
         return
     rcpts = resolve_recipients(recipients)
@@ -109,7 +112,7 @@ def encrypt_stream(
     dst.write(session_key_packets(rcpts, sk, 6 if use_aead else 3))
     size = None if use_aead or compress or not cipher.is_aes else _known_size(src)
     if size is not None:
-        _write_v1_sized(src, dst, size, sk, literal_header(ord("b"), filename, date))
+        _write_v1_sized(src, dst, size, sk, literal_header(fmt, filename, date))
         return
     outer = PacketWriter(dst, PacketTag.SEIPD, BUFFER)
     enc: seipd.V1Encryptor | seipd.V2Encryptor
@@ -126,7 +129,7 @@ def encrypt_stream(
         co = zlib.compressobj(6, zlib.DEFLATED, -15 if algo == CompressionAlgorithm.ZIP else zlib.MAX_WBITS)
         sink = _Sink(comp_writer, co.compress)
     lit = PacketWriter(sink, PacketTag.LITERAL, BUFFER)  # type: ignore[arg-type]
-    lit.write(literal_header(ord("b"), filename, date))
+    lit.write(literal_header(fmt, filename, date))
     for piece in iter(lambda: src.read(BUFFER), b""):
         lit.write(piece)
     lit.close()
@@ -179,11 +182,13 @@ def _write_v1_sized(src: Any, dst: Any, size: int, sk: SessionKey, head: bytes) 
 
 def _outer(src: BinaryIO) -> tuple[list[Pkesk], list[Packet], StreamPacket]:
     pkesks, others = [], []
+    end = 0
     for sp in iter_packets_stream(src):
         if sp.tag in (PacketTag.SEIPD, PacketTag.SED):
             return pkesks, others, sp
         body = sp.read_all(limit=1 << 16)
         pkt = Packet(sp.tag, body, sp.offset, sp.header_len, sp.header_len + len(body))
+        end = sp.offset + pkt.length
         if sp.tag == PacketTag.PKESK:
             try:
                 pkesks.append(Pkesk.parse(pkt))
@@ -195,7 +200,7 @@ def _outer(src: BinaryIO) -> tuple[list[Pkesk], list[Packet], StreamPacket]:
             others.append(pkt)
         else:
             raise MalformedPacket(f"packet tag {sp.tag} where an encrypted message was expected", sp.offset)
-    raise MalformedPacket("no encrypted data packet in the message")
+    raise MalformedPacket("no encrypted data packet in the message", end)
 
 
 def _decryptor(sp: StreamPacket, sk: SessionKey, head: bytes) -> tuple[Any, int]:
@@ -371,6 +376,6 @@ def _stream_inner(src: Any, dst: BinaryIO, limit: int, depth: int) -> tuple[Lite
             sigs.append(Packet(sp.tag, body, sp.offset, sp.header_len, sp.header_len + len(body)))
         elif sp.tag not in (PacketTag.MARKER, PacketTag.PADDING):
             raise MalformedPacket(f"unexpected packet tag {sp.tag} inside encrypted data", sp.offset)
-    if literal is None:
-        raise MalformedPacket("encrypted data holds no literal data packet")
+    if literal is None:  # offset 0: the start of the decrypted (or decompressed) packet stream
+        raise MalformedPacket("encrypted data holds no literal data packet", 0)
     return literal, sigs

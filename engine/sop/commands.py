@@ -119,10 +119,13 @@ def cmd_encrypt(args: argparse.Namespace, stdin: BinaryIO, stdout: BinaryIO) -> 
     if not args.certs:
         raise SopError(MISSING_ARG, "encrypt needs at least one CERTS argument")
     certs = [c for name in args.certs for c in sopkeys.read_cert_args(read_input(name), name)]
-    src: Any = _TextChecked(stdin) if args.as_ == "text" else stdin
-    # RFC 9580 section 5.9: the literal format is 'b' either way (encrypt_stream has no 'u' option yet).
+    text = args.as_ == "text"
+    src: Any = _TextChecked(stdin) if text else stdin
     aead = ENCRYPT_PROFILES[args.profile][0]
-    encrypt_stream(src, stdout, certs, aead=aead, armor=not args.no_armor)
+    # --as=text: the input is UTF-8 (checked above), so the literal data says 'u' (RFC 9580 section 5.9);
+    # the bytes themselves are not altered (no line-ending conversion).
+    fmt = "u" if text else "b"
+    encrypt_stream(src, stdout, certs, aead=aead, armor=not args.no_armor, literal_format=fmt)
     return 0
 
 
