@@ -11,7 +11,7 @@ import enum
 import re
 
 from engine.errors import StructuralError
-from engine.mail.headers import content_type, iter_fields, parse_content_type, split_header
+from engine.mail.headers import Field, Head, content_type, parse_content_type, parse_head, split_header
 
 _PKCS7 = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _BEGIN = b"-----BEGIN PGP MESSAGE-----"
@@ -77,8 +77,8 @@ def _is_inline_pgp(body: bytes) -> bool:
     return text.startswith(_BEGIN) and text.endswith(_END)
 
 
-def _disposition_p7m(raw: bytes, header_end: int) -> bool:
-    for f in iter_fields(raw, header_end):
+def _disposition_p7m(raw: bytes, fields: list[Field]) -> bool:
+    for f in fields:
         if f.name == "content-disposition":
             value = raw[f.colon + 1 : f.end].decode("latin-1")
             _, params = parse_content_type("x/x;" + value.partition(";")[2])
@@ -86,18 +86,18 @@ def _disposition_p7m(raw: bytes, header_end: int) -> bool:
     return False
 
 
-def classify(raw: bytes) -> MailClass:
-    """Classify one message from its raw bytes; never raises on malformed input."""
-    if not raw.strip():
+def classify(raw: bytes, head: Head | None = None) -> MailClass:
+    """Classify one message from its raw bytes; never raises on malformed input.
+
+    ``head`` is ``parse_head(raw)`` when the caller has it already (the header is then parsed once).
+    """
+    if not raw or raw.isspace():  # as ``not raw.strip()``, without copying the message
         return MailClass.EMPTY
-    header_end, body_start = split_header(raw)
-    try:
-        ct = content_type(raw, header_end)
-        p7m = _disposition_p7m(raw, header_end)
-    except StructuralError:
+    header_end, body_start, fields, _ = head if head is not None else parse_head(raw)
+    if fields is None or header_end == 0:
         return MailClass.MALFORMED
-    if header_end == 0:
-        return MailClass.MALFORMED
+    ct = content_type(raw, header_end, fields)
+    p7m = _disposition_p7m(raw, fields)
     ctype, params = ct or ("text/plain", {})
     found = _classify_type(ctype, params)
     if found is not None:

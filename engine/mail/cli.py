@@ -1,8 +1,9 @@
 """``pgpbulk encrypt | decrypt | reencrypt``: argument parsing only; the work is :func:`engine.mail.job.run_job`.
 
 Exit codes: 0 every message processed; 1 some messages were carried over unchanged because of errors
-(listed in ``--report``), a verification failed, or a worker died (resumable); 2 bad input or usage (one
-line, printed by ``engine.cli.main``); 130 interrupted (Ctrl-C), with the hint to ``--resume``.
+(listed in ``--report``), a verification failed, a worker died, or a card was lost mid-run (resumable);
+2 bad input or usage, a wrong PIN or passphrase included (one line; resumable when it stopped a run);
+130 interrupted (Ctrl-C), with the hint to ``--resume``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 PASSPHRASE_ENV = "PGPBULK_PASSPHRASE"
 
 
@@ -67,9 +68,19 @@ def _summary(rep: Any) -> str:
     )
 
 
+def _broker_line(broker: dict[str, Any]) -> str:
+    cards = "; ".join(
+        f"{c['name']}: {c['ops']} ops, {c['retries']} retries, {c['errors']} errors, "
+        f"busy {c['busy_fraction']:.0%}{'' if c['alive'] else ' (out: ' + c['reason'] + ')'}"
+        for c in broker["cards"]
+    )
+    return f"card broker: {cards}; queue high water {broker['queue_high_water']}"
+
+
 def _run(args: argparse.Namespace, opts: Any, crypto: Any) -> int:
+    from engine.keys.errors import BadPassphrase
     from engine.mail.job import run_job
-    from engine.scheduler import Interrupted, Progress, WorkerCrashed, configure_logging
+    from engine.scheduler import Interrupted, Progress, Stopped, WorkerCrashed, configure_logging
 
     verbosity = -1 if args.quiet else args.verbose
     configure_logging(verbosity)
@@ -78,7 +89,7 @@ def _run(args: argparse.Namespace, opts: Any, crypto: Any) -> int:
         rep = run_job(
             args.src, args.output, opts, crypto, fmt=args.format, out_fmt=args.output_format,
             workers=args.workers, batch_size=args.batch_size, resume=args.resume, overwrite=args.force,
-            report=args.report, progress=progress,
+            report=args.report, progress=progress, checkpoint_seconds=args.checkpoint_seconds,
         )  # fmt: skip
     except Interrupted as exc:
         print(f"pgpbulk: {exc}", file=sys.stderr)
@@ -86,7 +97,12 @@ def _run(args: argparse.Namespace, opts: Any, crypto: Any) -> int:
     except WorkerCrashed as exc:
         print(f"pgpbulk: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except Stopped as exc:  # the key provider cannot go on: one line, resumable
+        print(f"pgpbulk: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.kind == BadPassphrase.__name__ else EXIT_FAILED
     print(_summary(rep))
+    if rep.broker is not None:
+        print(_broker_line(rep.broker))
     status = EXIT_OK
     if rep.verify is not None and not rep.verify["ok"]:
         v = rep.verify
@@ -148,6 +164,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="check every message in memory and re-read the output before it is renamed into place")  # fmt: skip
     p.add_argument("--report", metavar="FILE", help="write a JSON report (counts, failures, hashes, rates)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from DST.journal")
+    p.add_argument("--checkpoint-seconds", type=float, default=0.0, metavar="S",
+                   help="make progress durable after every batch (default), or at most every S seconds: "
+                   "faster on slow disks, a crash redoes up to S seconds of work")  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace an existing DST (or an interrupted run)")
     p.add_argument(
         "--gnupghome", metavar="DIR", help="GnuPG home for keyring lookups and agent: (default $GNUPGHOME)"

@@ -8,27 +8,41 @@ once per process. The payload functions below use that state and the in-process 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from engine.errors import InvalidArgument, NoMatchingKey, PgpBulkError, UnusableKey
+from engine.keys.errors import BadPassphrase, ProviderStopped
 from engine.openpgp import message
 from engine.openpgp.keys import read_certs
 from engine.openpgp.pkesk import Pkesk, Recipient, SessionKey
 from engine.openpgp.provider import InProcessKeyProvider, KeyProvider
 from engine.openpgp.secret_key import WrongPassphrase
 
+#: Errors that concern the key provider, not the message: a run stops (resumably) on them instead of
+#: copying every later message unchanged.
+STOP_ERRORS = (BadPassphrase, ProviderStopped)
+#: Their class names (and those of the broker's subclasses), as the pool reports a worker's exception.
+STOP_KINDS = frozenset({"BadPassphrase", "ProviderStopped", "CardUnavailable", "BrokerClosed"})
+
 
 @dataclass(frozen=True)
 class KeyConfig:
-    """``--key`` values, the GnuPG home for ``agent:``, the passphrase/PIN and ``--cert`` for ``pkcs11:``."""
+    """``--key`` values, the GnuPG home for ``agent:``, the passphrase/PIN and ``--cert`` for ``pkcs11:``.
+
+    ``cards``: more cards for the broker (``engine.keys.broker.Card``: library use, bench stand-ins);
+    ``broker``: set by :func:`card_session` while a broker serves the card keys (workers use it)."""
 
     specs: tuple[str, ...]
     gnupghome: str | None = None
     passphrase: bytes | None = field(default=None, repr=False)
     certs: tuple[bytes, ...] = ()
     secret_keys: tuple[bytes, ...] = field(default=(), repr=False)  # in-memory keys (library use, demo)
+    cards: tuple[Any, ...] = ()
+    broker: Any = None
 
 
 @dataclass(frozen=True)
@@ -94,15 +108,25 @@ def open_provider(keys: KeyConfig) -> KeyProvider:
     """Open every ``--key`` (unlocking files, connecting to the agent, logging in to tokens)."""
     from engine.keys.uri import AgentKeySpec, FileKeySpec, parse_key_spec
 
-    providers: list[KeyProvider] = []
+    providers: list[KeyProvider] = [keys.broker] if keys.broker is not None else []
     for text in keys.specs:
         spec = parse_key_spec(text, keys.gnupghome)
         if isinstance(spec, FileKeySpec):
             providers.append(_file_provider(spec.path, keys.passphrase))
         elif isinstance(spec, AgentKeySpec):
+            from engine.keys.errors import NoSecretKey
             from engine.keys.providers import agent_provider
 
-            providers.append(agent_provider(spec.gnupghome, spec.fingerprint, passphrase=keys.passphrase))
+            on_card = None if keys.broker is None else False  # with a broker: its keys are not ours
+            try:
+                providers.append(
+                    agent_provider(spec.gnupghome, spec.fingerprint, keys.passphrase, on_card=on_card)
+                )
+            except NoSecretKey:
+                if on_card is None:
+                    raise
+        elif keys.broker is not None:
+            continue  # a token: served by the broker
         else:
             from engine.keys.providers import pkcs11_provider
 
@@ -128,6 +152,7 @@ class WorkerState:
         self.recipients: list[Recipient] = message.resolve_recipients(certs)
         self.aead = bool(self.recipients) and all(r.seipd_v2 for r in self.recipients)
         self.provider: KeyProvider | None = open_provider(config.keys) if config.keys else None
+        self.broker = config.keys.broker if config.keys else None
         self._self_check: tuple[Recipient, KeyProvider] | None = None
         self.last_session_key: SessionKey | None = None
 
@@ -160,6 +185,28 @@ class WorkerState:
             key = generate("pgpbulk self-check")
             self._self_check = (message.recipient_of(key), InProcessKeyProvider([key]))
         return self._self_check
+
+    def prefetch(self, raws: Sequence[bytes]) -> None:
+        """With card keys: queue the card operations of a whole batch of messages at once (the first
+        PKESK of each PGP/MIME message that a card key can open), so the card works through them back
+        to back while this worker waits; the per-message calls then find their answers ready."""
+        if self.broker is None:
+            return
+        from engine.mail.classify import MailClass, classify
+        from engine.mail.pgpmime import armored_span
+
+        ids = self.broker.key_ids()
+        wanted: list[Pkesk] = []
+        for raw in raws:
+            try:
+                if classify(raw) is not MailClass.PGP_MIME:
+                    continue
+                begin, end, _ = armored_span(raw)
+                pkesks = message.parse_message(raw[begin:end]).pkesks
+            except Exception:  # the per-message step reports what is wrong with it
+                continue
+            wanted += [p for p in pkesks if not p.anonymous and p.key_id in ids][:1]
+        self.broker.prefetch(wanted)
 
     def decrypt(self, armored: bytes) -> bytes:
         """Plaintext of an armored message (the decrypt payload function)."""
@@ -196,11 +243,58 @@ def check_config(config: CryptoConfig) -> WorkerState:
     return current()
 
 
+@contextmanager
+def card_session(config: CryptoConfig) -> Iterator[tuple[CryptoConfig, Any]]:
+    """Serve the card and token keys of ``config`` through one card broker for the time of a run.
+
+    Yields the config the workers get (its ``keys.broker`` set: a picklable provider) and the broker (or
+    None when no key is on a card, and the config unchanged). Opens the cards here, in the parent."""
+    keys = config.keys
+    if keys is None:
+        yield config, None
+        return
+    from engine.keys.uri import AgentKeySpec, Pkcs11KeySpec, parse_key_spec
+
+    kinds = [parse_key_spec(t, keys.gnupghome) for t in keys.specs]
+    if not keys.cards and not any(isinstance(k, (AgentKeySpec, Pkcs11KeySpec)) for k in kinds):
+        yield config, None
+        return
+    from engine.keys.broker import CardBroker
+    from engine.keys.cardplan import plan_cards
+
+    certs = [c for blob in keys.certs for c in read_certs(blob, "--cert")]
+    card_specs = [
+        t for t, k in zip(keys.specs, kinds, strict=True) if isinstance(k, (AgentKeySpec, Pkcs11KeySpec))
+    ]
+    plan = plan_cards(card_specs, keys.gnupghome, keys.passphrase, certs, keys.cards)
+    if not plan.cards:
+        yield config, None
+        return
+    with CardBroker(plan.cards) as broker:
+        yield replace(config, keys=replace(keys, broker=broker.provider())), broker
+
+
+def broker_report(broker: Any) -> dict[str, Any]:
+    """The broker's counters for the JSON report: per card and the overall queue high water."""
+    cards = [m.as_dict() for m in broker.metrics()]
+    return {
+        "cards": cards,
+        "ops": sum(c["ops"] for c in cards),
+        "retries": sum(c["retries"] for c in cards),
+        "errors": sum(c["errors"] for c in cards),
+        "queue_high_water": broker.queue_high_water,
+    }
+
+
 __all__ = [
+    "STOP_ERRORS",
+    "STOP_KINDS",
     "CryptoConfig",
     "KeyConfig",
     "MultiProvider",
     "WorkerState",
+    "broker_report",
+    "card_session",
     "check_config",
     "init_worker",
     "needs_passphrase",

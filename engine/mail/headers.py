@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from engine.errors import StructuralError
 
-_FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
+# At each line start that is not a continuation: the field name and colon, or nothing (a bad line).
+_LINE_START = re.compile(rb"(?m)^(?:([!-9;-~]+)[ \t]*:|(?=[^ \t]))")
 _TOKEN_PARAM = re.compile(r'\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)', re.S)
 
 
-@dataclass(frozen=True)
-class Field:
-    """One header field: ``name`` lowercased, ``start``/``end`` span its bytes (folded lines and EOL)."""
+class Field(NamedTuple):
+    """One header field: ``name`` lowercased, ``start``/``end`` span its bytes (folded lines and EOL).
+
+    A named tuple: a frozen dataclass costs several times more to build, and every message has a dozen.
+    """
 
     name: str
     start: int
@@ -43,31 +46,28 @@ def split_header(raw: bytes) -> tuple[int, int]:
 
 
 def iter_fields(raw: bytes, header_end: int) -> Iterator[Field]:
-    """Fields of ``raw[:header_end]``; a line that is neither a field nor a continuation is an error."""
-    pos = 0
-    current: tuple[str, int, int] | None = None
-    while pos < header_end:
-        nl = raw.find(b"\n", pos, header_end)
-        line_end = header_end if nl < 0 else nl + 1
-        if raw[pos : pos + 1] in (b" ", b"\t"):
-            if current is None:
-                raise StructuralError("header continuation line before any field", offset=pos)
-        else:
-            m = _FIELD_NAME.match(raw, pos, line_end)
-            if m is None:
-                raise StructuralError("header line is not a field", offset=pos)
-            if current is not None:
-                yield Field(current[0], current[1], pos, current[2])
-            current = (m.group(1).decode("ascii").lower(), pos, m.end() - 1)
-        pos = line_end
-    if current is not None:
-        yield Field(current[0], current[1], header_end, current[2])
+    """Fields of ``raw[:header_end]``; a line that is neither a field nor a continuation is an error.
+
+    One regex pass finds every line that starts a field (not a space or tab: RFC 5322 §2.2.3); a field
+    runs to the next such line. About 10x faster than walking the lines in Python.
+    """
+    if header_end and raw[:1] in (b" ", b"\t"):
+        raise StructuralError("header continuation line before any field", offset=0)
+    prev: tuple[str, int, int] | None = None
+    for m in _LINE_START.finditer(raw, 0, header_end):
+        if m.group(1) is None:
+            raise StructuralError("header line is not a field", offset=m.start())
+        if prev is not None:
+            yield Field(prev[0], prev[1], m.start(), prev[2])
+        prev = (m.group(1).decode("ascii").lower(), m.start(), m.end() - 1)
+    if prev is not None:
+        yield Field(prev[0], prev[1], header_end, prev[2])
 
 
 def field_value(raw: bytes, field: Field) -> str:
     """The unfolded value of a field, decoded as Latin-1 (lossless for 8-bit headers) and stripped."""
     text = raw[field.colon + 1 : field.end].decode("latin-1")
-    return re.sub(r"\r?\n(?=[ \t])", "", text).strip()
+    return (re.sub(r"\r?\n(?=[ \t])", "", text) if "\n" in text.rstrip() else text).strip()
 
 
 def find_fields(raw: bytes, header_end: int, name: str) -> list[Field]:
@@ -76,6 +76,8 @@ def find_fields(raw: bytes, header_end: int, name: str) -> list[Field]:
 
 
 def _strip_comments(value: str) -> str:
+    if "(" not in value:  # nothing to strip: the loop below would return the value unchanged
+        return value
     out, depth, quoted, escaped = [], 0, False, False
     for ch in value:
         if escaped:
@@ -117,9 +119,30 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     return ctype, params
 
 
-def content_type(raw: bytes, header_end: int) -> tuple[str, dict[str, str]] | None:
+def content_type(
+    raw: bytes, header_end: int, fields: list[Field] | None = None
+) -> tuple[str, dict[str, str]] | None:
     """The parsed first Content-Type field of a header section, or None when there is none."""
-    for f in iter_fields(raw, header_end):
+    for f in iter_fields(raw, header_end) if fields is None else fields:
         if f.name == "content-type":
             return parse_content_type(field_value(raw, f))
     return None
+
+
+class Head(NamedTuple):
+    """A message's header section parsed once: where it ends, where the body starts, its fields
+    (None when malformed, ``error`` then says why). Classification and wrapping share it."""
+
+    header_end: int
+    body_start: int
+    fields: list[Field] | None
+    error: StructuralError | None = None
+
+
+def parse_head(raw: bytes) -> Head:
+    """Split and parse the header section of ``raw``; never raises."""
+    header_end, body_start = split_header(raw)
+    try:
+        return Head(header_end, body_start, list(iter_fields(raw, header_end)))
+    except StructuralError as e:
+        return Head(header_end, body_start, None, e)

@@ -23,13 +23,24 @@ from pathlib import Path
 from engine.armor import ArmorWarning
 from engine.errors import InvalidArgument, NoMatchingKey
 from engine.mail.classify import MailClass, classify
-from engine.mail.crypto import CryptoConfig, check_config, current, init_worker
+from engine.mail.crypto import (
+    STOP_ERRORS,
+    STOP_KINDS,
+    CryptoConfig,
+    broker_report,
+    card_session,
+    check_config,
+    current,
+    init_worker,
+)
+from engine.mail.headers import Head, parse_head
 from engine.mail.item import MailItem
+from engine.mail.mbox import MboxRef
 from engine.mail.pgpmime import NotWrappable, unwrap, wrap
 from engine.mail.report import Report, Result
 from engine.mail.sinks import ArchiveSink, Processed, partial_of, read_records
 from engine.mail.source import Sink, open_sink, open_source, sink_format
-from engine.scheduler import Journal, Progress, RunReport, run_journaled
+from engine.scheduler import Failed, Journal, Progress, RunReport, run_journaled
 
 Payload = Callable[[bytes], bytes]
 MODES = ("encrypt", "decrypt")
@@ -39,7 +50,9 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _encrypt_one(item: MailItem, cls: MailClass, payload: Payload, keep_subject: bool) -> Result:
+def _encrypt_one(
+    item: MailItem, cls: MailClass, payload: Payload, keep_subject: bool, head: Head | None = None
+) -> Result:
     digest = _sha(item.raw)
     if item.truncated:
         return Result(item.index, cls.value, "copied", item.raw, digest, "truncated last message")
@@ -48,7 +61,7 @@ def _encrypt_one(item: MailItem, cls: MailClass, payload: Payload, keep_subject:
     if cls in (MailClass.EMPTY, MailClass.MALFORMED):
         return Result(item.index, cls.value, "copied", item.raw, digest, f"{cls.value} message")
     try:
-        out = wrap(item.raw, payload, keep_subject=keep_subject)
+        out = wrap(item.raw, payload, keep_subject=keep_subject, head=head, sha256=digest)
     except NotWrappable as e:
         return Result(item.index, cls.value, "copied", item.raw, digest, e.reason)
     except Exception as e:  # the payload function's failure concerns this message only
@@ -67,6 +80,8 @@ def _decrypt_one(item: MailItem, cls: MailClass, payload: Payload) -> Result:
         return Result(
             item.index, cls.value, "not-ours", item.raw, _sha(item.raw), "not encrypted to any given key"
         )
+    except STOP_ERRORS:  # the key provider cannot go on (PIN, card gone): the run stops
+        raise
     except Exception as e:
         return Result(item.index, cls.value, "copied", item.raw, _sha(item.raw), f"decryption failed: {e!r}")
     return Result(item.index, cls.value, "decrypted", out, _sha(out))
@@ -74,9 +89,10 @@ def _decrypt_one(item: MailItem, cls: MailClass, payload: Payload) -> Result:
 
 def process_one(item: MailItem, mode: str, payload: Payload, keep_subject: bool = False) -> Result:
     """Encrypt or decrypt one message; never raises for a problem of the message itself."""
-    cls = classify(item.raw)
+    head = parse_head(item.raw)
+    cls = classify(item.raw, head)
     if mode == "encrypt":
-        return _encrypt_one(item, cls, payload, keep_subject)
+        return _encrypt_one(item, cls, payload, keep_subject, head)
     if mode == "decrypt":
         return _decrypt_one(item, cls, payload)
     raise InvalidArgument(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -194,6 +210,7 @@ def decrypt_archive(
 # --- journaled runs on the process pool -----------------------------------------------------------
 
 BATCH_BYTES = 8 << 20
+CHECKPOINT_SECONDS = 0.0  # journal every batch (issue 6); a positive value commits at most that often
 ERRORS = ("copied",)
 
 
@@ -208,10 +225,11 @@ class JobOptions:
     encrypt_plain: bool = False
 
 
-def encrypt_checked(item: MailItem, cls: MailClass, opts: JobOptions) -> Result:
+def encrypt_checked(item: MailItem, cls: MailClass, opts: JobOptions, head: Head | None = None) -> Result:
     """Encrypt, then (with ``verify``) decrypt the result in memory with its session key and compare."""
     st = current()
-    result = _encrypt_one(item, cls, st.encrypt_checkable if opts.verify else st.encrypt, opts.keep_subject)
+    payload = st.encrypt_checkable if opts.verify else st.encrypt
+    result = _encrypt_one(item, cls, payload, opts.keep_subject, head)
     if opts.verify and result.outcome == "encrypted":
         try:
             ok = _sha(unwrap(result.raw, st.open_with_last_key)) == result.sha256
@@ -228,6 +246,8 @@ def work_item(opts: JobOptions, item: MailItem) -> Processed:
         with warnings.catch_warnings():  # a bad CRC in some message's armor is that message's business
             warnings.simplefilter("ignore", ArmorWarning)
             result = _work(opts, item)
+    except STOP_ERRORS:
+        raise
     except Exception as e:  # a bug or a provider failure: keep the message, say why
         result = Result(item.index, "malformed", "copied", item.raw, _sha(item.raw), f"error: {e!r}")
     out = item.with_raw(result.raw)
@@ -237,10 +257,31 @@ def work_item(opts: JobOptions, item: MailItem) -> Processed:
     )  # fmt: skip
 
 
+def _size(item: MailItem | MboxRef) -> int:
+    return len(item.raw) if isinstance(item, MailItem) else item.length
+
+
+def work_batch(opts: JobOptions, refs: list[MailItem | MboxRef]) -> list[Processed]:
+    """Worker side, one batch: read the messages (an :class:`MboxRef` is read here, not in the parent),
+    queue the card operations of all of them first (card keys), then process them one by one. A wrong
+    PIN or a lost card raises (the run stops, see :func:`_stop_on`)."""
+    items = [r if isinstance(r, MailItem) else r.load() for r in refs]
+    current().prefetch([item.raw for item in items])
+    return [work_item(opts, item) for item in items]
+
+
+def _stop_on(result: object) -> tuple[str, str] | None:
+    """A result that ends the run: the key provider failed (one of ``STOP_ERRORS``, named by the pool)."""
+    if isinstance(result, Failed) and result.kind in STOP_KINDS:
+        return result.reason.partition(": ")[2] or result.reason, result.kind
+    return None
+
+
 def _work(opts: JobOptions, item: MailItem) -> Result:
-    cls = classify(item.raw)
+    head = parse_head(item.raw)
+    cls = classify(item.raw, head)
     if opts.mode == "encrypt":
-        return encrypt_checked(item, cls, opts)
+        return encrypt_checked(item, cls, opts, head)
     if opts.mode == "decrypt":
         return _decrypt_one(item, cls, current().decrypt)
     from engine.mail.reencrypt import reencrypt_one
@@ -303,12 +344,15 @@ def run_job(
     overwrite: bool = False,
     report: str | Path | None = None,
     progress: Progress | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> Report:
     """Run ``opts.mode`` over the archive ``src`` into ``dst`` on the process pool, journaled.
 
     Results are written in input order into ``DST.partial``; ``DST.journal`` records progress so that
     ``resume=True`` after a crash or kill finishes the same output without redoing (or re-encrypting)
     what is written. With ``opts.verify`` the output is re-read before it is renamed into place.
+    The journal is committed (output, records and journal fsynced) at most every ``checkpoint_seconds``
+    (0: after every batch) and at the end.
     Raises :class:`~engine.scheduler.Interrupted` on Ctrl-C (resumable).
     """
     if opts.mode not in (*MODES, "reencrypt"):
@@ -317,22 +361,25 @@ def run_job(
     source = open_source(src, fmt)
     journal_path = dst.with_name(dst.name + ".journal")
     _prepare(src, dst, journal_path, resume, overwrite)
-    check_config(crypto)
     fmt_out = sink_format(out_fmt or source.fmt)
-    sink = ArchiveSink(dst, fmt_out, overwrite=overwrite)
     params = {"opts": {**asdict(opts), "verify": None}, "src": _identity(src), "fmt": source.fmt, "out": fmt_out,
               "recipients": [_sha(c) for c in crypto.recipients], "keys": crypto.keys and crypto.keys.specs}  # fmt: skip
     run = RunReport()
-    try:
-        run_journaled(
-            source, partial(work_item, opts), sink, Journal(journal_path), params, resume=resume,
-            progress=progress, report=run, outcome=lambda p: p.outcome, workers=workers,
-            batch_size=batch_size, batch_bytes=BATCH_BYTES, item_size=lambda i: len(i.raw),
-            initializer=init_worker, initargs=(crypto,),
-        )  # fmt: skip
-    finally:
-        sink.close()
-    rep = Report(opts.mode, str(src), str(dst), source.fmt, fmt_out, run=run.as_dict())
+    with card_session(crypto) as (crypto, broker):  # card and token keys: one broker for all workers
+        check_config(crypto)
+        sink = ArchiveSink(dst, fmt_out, overwrite=overwrite)
+        try:
+            run_journaled(
+                source.refs(), partial(work_batch, opts), sink, Journal(journal_path), params, resume=resume,
+                progress=progress, report=run, outcome=lambda p: p.outcome, workers=workers,
+                batch_size=batch_size, batch_bytes=BATCH_BYTES, item_size=_size,
+                initializer=init_worker, initargs=(crypto,), batched=True, stop_on=_stop_on,
+                checkpoint_every=checkpoint_seconds,
+            )  # fmt: skip
+        finally:
+            sink.close()
+            cards = broker_report(broker) if broker is not None else None
+    rep = Report(opts.mode, str(src), str(dst), source.fmt, fmt_out, run=run.as_dict(), broker=cards)
     records = list(read_records(sink.records))
     for r in records:
         rep.count(r["i"], r["class"], r["outcome"], r["sha256"], r["in"], r["out"], r["file"], r["offset"],

@@ -19,11 +19,13 @@ from collections.abc import Callable
 from engine.errors import StructuralError
 from engine.mail.headers import (
     Field,
+    Head,
     content_type,
     eol_of,
     field_value,
     iter_fields,
     parse_content_type,
+    parse_head,
     split_header,
 )
 
@@ -80,16 +82,20 @@ def _content_type_edit(raw: bytes, fields: list[Field]) -> tuple[str, int, bytes
     return "param", end, sep + HP_PARAM + (b"" if "protected-headers" in params else LEGACY_PARAM)
 
 
-def protect(raw: bytes, outer_lines: list[bytes]) -> bytes:
-    """The cryptographic payload: marker, HP-Outer fields, then the original with ``hp="cipher"``."""
-    header_end, _ = split_header(raw)
+def protect(raw: bytes, outer_lines: list[bytes], fields: list[Field] | None = None) -> bytes:
+    """The cryptographic payload: marker, HP-Outer fields, then the original with ``hp="cipher"``.
+
+    ``fields`` are the header's fields when the caller parsed them already.
+    """
     eol = eol_of(raw)
-    kind, at, insert = _content_type_edit(raw, _fields(raw, header_end))
+    kind, at, insert = _content_type_edit(
+        raw, fields if fields is not None else _fields(raw, split_header(raw)[0])
+    )
     hp_outer = b"".join(b"HP-Outer: " + line for line in outer_lines)
-    body = raw[:at] + insert + raw[at:]
     fmt = b"%s v=1; prefix=%d; ct=%s; at=%d; len=%d"
     marker = fmt % (MARKER, len(hp_outer), kind.encode(), at, len(insert))
-    return marker + eol + hp_outer + body
+    view = memoryview(raw)  # one copy of the message, not three
+    return b"".join((marker, eol, hp_outer, view[:at], insert, view[at:]))
 
 
 def restore(inner: bytes) -> bytes:
@@ -124,22 +130,43 @@ def _outer_header(raw: bytes, fields: list[Field], eol: bytes, keep_subject: boo
     return lines
 
 
-def wrap(raw: bytes, encrypt_payload: EncryptPayload, *, keep_subject: bool = False) -> bytes:
-    """Encrypt one message into PGP/MIME with header protection; line endings follow the input."""
-    if not raw.strip():
-        raise NotWrappable("empty message")
-    header_end, _ = split_header(raw)
-    if header_end == 0:
-        raise NotWrappable("message has no header section")
-    eol = eol_of(raw)
-    fields = _fields(raw, header_end)
-    outer = _outer_header(raw, fields, eol, keep_subject)
-    armored = encrypt_payload(protect(raw, outer))
+def _block(armored: bytes, eol: bytes) -> bytes:
+    """The armored block of ``armored`` with the message's line endings."""
     start, end = armored.find(_BEGIN), armored.rfind(_END)
     if start < 0 or end < start:
         raise StructuralError("encrypt_payload did not return an armored OpenPGP message")
-    armored_lines = armored[start : end + len(_END)].splitlines()
-    boundary = b"pgpbulk-" + hashlib.sha256(raw).hexdigest()[:32].encode()
+    block = armored[start : end + len(_END)]
+    if b"\r" in block:
+        return eol.join(block.splitlines())
+    return block if eol == b"\n" else block.replace(b"\n", eol)
+
+
+def wrap(
+    raw: bytes,
+    encrypt_payload: EncryptPayload,
+    *,
+    keep_subject: bool = False,
+    head: Head | None = None,
+    sha256: str | None = None,
+) -> bytes:
+    """Encrypt one message into PGP/MIME with header protection; line endings follow the input.
+
+    ``head`` (``parse_head(raw)``) and ``sha256`` (hex digest of ``raw``) save work when the caller
+    has them already.
+    """
+    if not raw or raw.isspace():
+        raise NotWrappable("empty message")
+    if head is None:
+        head = parse_head(raw)
+    if head.header_end == 0:
+        raise NotWrappable("message has no header section")
+    if head.fields is None:
+        e = head.error or StructuralError("malformed header section")
+        raise NotWrappable(f"malformed header section: {e.reason}", e.offset)
+    eol = eol_of(raw)
+    outer = _outer_header(raw, head.fields, eol, keep_subject)
+    block = _block(encrypt_payload(protect(raw, outer, head.fields)), eol)
+    boundary = b"pgpbulk-" + (sha256 or hashlib.sha256(raw).hexdigest())[:32].encode()
     parts = [
         *outer,
         b"MIME-Version: 1.0" + eol,
@@ -158,7 +185,7 @@ def wrap(raw: bytes, encrypt_payload: EncryptPayload, *, keep_subject: bool = Fa
         b"Content-Description: OpenPGP encrypted message" + eol,
         b'Content-Disposition: inline; filename="encrypted.asc"' + eol,
         eol,
-        eol.join(armored_lines) + eol,
+        block + eol,
         eol,
         b"--" + boundary + b"--" + eol,
     ]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from engine.errors import NoMatchingKey
 from engine.mail.classify import MailClass
+from engine.mail.crypto import STOP_ERRORS
 from engine.mail.item import MailItem
 from engine.mail.pgpmime import NotWrappable, armored_span, replace_armored, unwrap, wrap
 from engine.mail.report import Result
@@ -81,6 +82,8 @@ def reencrypt_one(item: MailItem, cls: MailClass, opts: JobOptions, st: WorkerSt
         sk = message.decrypt_session_key(parsed, st.provider)
     except NoMatchingKey:
         return Result(i, c, "not-ours", raw, _sha(raw), "not encrypted to any given key")
+    except STOP_ERRORS:  # a wrong PIN, a card gone: the run stops (resumable), no message is skipped
+        raise
     except Exception as e:
         return Result(i, c, "copied", raw, _sha(raw), f"cannot decrypt: {e}")
     weak = message.needs_full_reencryption(parsed, sk, st.recipients)

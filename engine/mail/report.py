@@ -49,6 +49,7 @@ class Report:
     committed: bool = False
     seconds: float = 0.0
     run: dict[str, Any] = field(default_factory=dict)  # this run's rates (a resumed run: its part only)
+    broker: dict[str, Any] | None = None  # card broker counters of this run (card and token keys)
     _outcome_of: list[str] = field(default_factory=list, repr=False)
 
     def add(self, item: MailItem, result: Result) -> None:
@@ -111,6 +112,7 @@ class Report:
             "verify": self.verify,
             "committed": self.committed,
             "run": self.run,
+            **({"broker": self.broker} if self.broker is not None else {}),
             "sha256": self.sha256,
         }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 KINDS = (
@@ -212,3 +213,70 @@ def write_emldir(path: str | Path, messages: list[bytes]) -> list[Path]:
     for f, raw in zip(files, messages, strict=True):
         f.write_bytes(raw)
     return files
+
+
+# --- large archives for benchmarks and memory tests -------------------------------------------------------
+
+MEDIAN_SIZE = 8 << 10
+# Carried over unchanged by every tool, or (the fake PGP/MIME) by decrypt: left out so runs end with 0.
+_NOT_IN_ARCHIVE = (*CARRIED_KINDS, "pgp_mime")
+_POOL_SIZE = 1 << 20
+
+
+def _text_pool(rng: random.Random) -> bytes:
+    """About 1 MiB of word lines (``From `` lines included) that message bodies are cut from."""
+    lines, size = [], 0
+    while size < _POOL_SIZE:
+        line = _words(rng, rng.randint(3, 14)).encode()
+        lines.append(line)
+        size += len(line) + 1
+    return b"\n".join(lines) + b"\n"
+
+
+def _body(rng: random.Random, pool: bytes, size: int) -> bytes:
+    start = rng.randrange(0, len(pool) - size - 256)
+    start = pool.index(b"\n", start) + 1
+    end = pool.index(b"\n", start + size) + 1
+    return pool[start:end]
+
+
+def _attachment(rng: random.Random, i: int, size: int) -> bytes:
+    head = b"\n".join([*_head(i, "Large attachment", [b"MIME-Version: 1.0",
+                       b'Content-Type: multipart/mixed; boundary="b1"']), b"", b"--b1",
+                       b"Content-Type: text/plain", b"", b"see attachment", b"--b1",
+                       b'Content-Type: application/octet-stream; name="a.bin"',
+                       b"Content-Transfer-Encoding: base64", b""])  # fmt: skip
+    data = base64.encodebytes(rng.randbytes(size * 3 // 4))
+    return head + b"\n" + data + b"--b1--\n"
+
+
+def iter_archive(count: int, total_bytes: int, seed: int = 0, large_size: int = 2 << 20) -> Iterator[bytes]:
+    """``count`` messages of about ``total_bytes`` in all: text messages of median 8 KiB (log-normal,
+    capped at 256 KiB), every 40th one of the edge-case KINDS (none that a run must carry over
+    unchanged), and a tail of messages with large base64 attachments (0.5-1.5x the rest's
+    average, about ``large_size``) spread evenly to make up the rest. Pure function of the seed.
+    """
+    rng = random.Random(seed)
+    pool = _text_pool(rng)
+    sizes = [min(256 << 10, int(rng.lognormvariate(0, 0.6) * MEDIAN_SIZE)) for _ in range(count)]
+    rest = max(0, total_bytes - sum(sizes) - 600 * count)
+    n_large = min(count, round(rest / large_size))
+    every = count // n_large if n_large else 0
+    for i, size in enumerate(sizes):
+        if every and i % every == every // 2 and i // every < n_large:
+            yield _attachment(rng, i, int(rest / n_large * rng.uniform(0.5, 1.5)))
+        elif i % 40 == 39:  # the edge cases, but none that is carried over (runs end with status 0)
+            kind = KINDS[(i // 40) % len(KINDS)]
+            yield message(rng, "plain" if kind in _NOT_IN_ARCHIVE else kind, i, crlf=i % 3 == 0)
+        else:
+            raw = b"\n".join(_mime(i, "Text", b"text/plain; charset=us-ascii", [_body(rng, pool, size)]))
+            yield raw.replace(b"\n", b"\r\n") if i % 7 == 0 else raw
+
+
+def write_archive(path: str | Path, count: int, total_bytes: int, seed: int = 0) -> Path:
+    """Write :func:`iter_archive` as an mboxrd file, streaming (memory: one message at a time)."""
+    path = Path(path)
+    with open(path, "wb") as f:
+        for raw in iter_archive(count, total_bytes, seed):
+            f.write(mbox_bytes([raw]))
+    return path

@@ -18,7 +18,7 @@ from engine.errors import InvalidArgument
 from engine.mail.emldir import EmlDirWriter, is_emldir, read_emldir
 from engine.mail.item import MailItem
 from engine.mail.maildir import MaildirWriter, is_maildir, read_maildir
-from engine.mail.mbox import VARIANTS, MboxWriter, read_mbox
+from engine.mail.mbox import VARIANTS, MboxRef, MboxWriter, read_mbox, scan_mbox
 
 FORMATS = ("mbox", *VARIANTS, "maildir", "emldir")
 SINK_FORMATS = ("mbox", "maildir", "emldir")
@@ -51,6 +51,13 @@ class Source:
         if self.fmt == "emldir":
             return read_emldir(self.path)
         return read_mbox(self.path, "mboxrd" if self.fmt == "mbox" else self.fmt)
+
+    def refs(self) -> Iterator[MailItem | MboxRef]:
+        """The messages for a process pool: where each lies in an mbox file (:class:`MboxRef`, which a
+        worker loads itself, so message bytes cross between processes once, not twice), else the items."""
+        if self.fmt in ("maildir", "emldir"):
+            return iter(self)
+        return scan_mbox(self.path, "mboxrd" if self.fmt == "mbox" else self.fmt)
 
 
 def open_source(path: str | Path, fmt: str | None = None) -> Source:

@@ -6,7 +6,7 @@ iterable of work items and a picklable module-level function.
 
 from __future__ import annotations
 
-from engine.scheduler.job import Interrupted, graceful_interrupt, run_journaled
+from engine.scheduler.job import Interrupted, Stopped, graceful_interrupt, run_journaled
 from engine.scheduler.journal import START, Journal, Position, ResumeRefused, params_digest
 from engine.scheduler.logs import configure_logging, verbosity_level
 from engine.scheduler.pool import (
@@ -35,6 +35,7 @@ __all__ = [
     "ResumableSink",
     "ResumeRefused",
     "RunReport",
+    "Stopped",
     "WorkerCrashed",
     "WorkerInitError",
     "configure_logging",

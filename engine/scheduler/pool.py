@@ -185,8 +185,15 @@ def pool_context() -> BaseContext:
 def process_pool(
     workers: int, initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = ()
 ) -> Iterator[ProcessPoolExecutor]:
-    """A process pool whose workers ignore SIGINT and log through the parent's handlers."""
+    """A process pool whose workers ignore SIGINT and log through the parent's handlers.
+
+    Under ``forkserver`` the initializer's module is imported once in the fork server (before it starts
+    on first use), so each worker is forked with it loaded instead of importing it anew.
+    """
     ctx = pool_context()
+    module = getattr(initializer, "__module__", None)
+    if ctx.get_start_method() == "forkserver" and module and module != "__main__":
+        ctx.set_forkserver_preload(["__main__", module])  # type: ignore[attr-defined]
     with worker_log_queue(ctx) as (queue, level):
         pool = ProcessPoolExecutor(
             workers, mp_context=ctx, initializer=_bootstrap, initargs=(queue, level, initializer, initargs)
