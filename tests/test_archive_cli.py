@@ -9,10 +9,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-import mailgen
 import pytest
-from conftest import require_tool
-from test_wkd_nginx import pki as wkd_pki
 
 from engine.cli import main
 from engine.mail.job import verify_output
@@ -20,6 +17,9 @@ from engine.mail.pgpmime import unwrap
 from engine.mail.source import open_source
 from engine.openpgp.keygen import export, generate
 from engine.wkd.hashing import wkd_hash
+from tests import mailgen
+from tests.conftest import require_tool
+from tests.test_wkd_nginx import pki as wkd_pki
 
 COUNT = 30
 

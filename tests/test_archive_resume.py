@@ -15,14 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-import mailgen
 import pytest
-from test_archive_cli import make_key, pgpbulk
 
 from engine.mail.crypto import KeyConfig, open_provider
 from engine.mail.pgpmime import unwrap
 from engine.mail.source import open_source
 from engine.openpgp import message
+from tests import mailgen
+from tests.test_archive_cli import make_key, pgpbulk
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNT = 400

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.bench import cli, compare, peers, registry, schema
+from engine.bench import cli, compare, peers, registry, runner, schema
 from engine.bench.registry import DataSpec, Impl, Job
 from engine.bench.timing import QUICK, in_process, sample
 
@@ -217,3 +220,174 @@ def test_peers_do_the_same_work() -> None:
         assert jobs_armor._binascii_armor(data) == jobs_armor._pybase64_armor(data)
     text = jobs_armor._armor(data)
     assert jobs_armor._binascii_dearmor(text) == data == jobs_armor._dearmor(text)
+
+
+# --- quick budgets --------------------------------------------------------------------------------------
+
+
+def _budget_jobs(budget: float) -> dict[str, Job]:
+    job = replace(fake_jobs()["fake"], quick_budget=budget)
+    return {job.name: job}
+
+
+def test_budget_spent_cuts_and_reports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any) -> None:
+    """A budget spent before the first measurement: our reference still runs, the rest is cut, and
+    the job is reported over budget (table, stderr, JSON), never dropped."""
+    monkeypatch.setattr(registry, "_loaded", _budget_jobs(1e-9))
+    code, doc = _run_fake(tmp_path)
+    assert code == 0
+    job = doc["jobs"][0]
+    status = {r["impl"]: r["status"] for r in job["results"]}
+    assert status == {"native": "ok", "pure twin": "cut", "other": "cut", "ghost": "missing"}
+    assert [r["impl"] for r in job["results"]] == ["native", "pure twin", "other", "ghost"]  # declared order
+    assert job["over_budget"] is True and job["budget_s"] > 0
+    assert schema.validate(doc) == []
+    captured = capsys.readouterr()
+    assert "OVER BUDGET: fake" in captured.out and "not run: pure twin, other" in captured.out
+    assert "warning: fake took" in captured.err
+
+
+def test_budget_kept_runs_everything(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(registry, "_loaded", _budget_jobs(1000.0))
+    _, doc = _run_fake(tmp_path)
+    job = doc["jobs"][0]
+    assert job["over_budget"] is False and doc["budget_s"] == registry.RUN_QUICK_BUDGET
+    assert {r["status"] for r in job["results"]} == {"ok", "missing"}
+
+
+def test_budgets_scale_to_the_run_and_run_order() -> None:
+    job = fake_jobs()["fake"]
+    small, big = replace(job, quick_budget=2.0), replace(job, name="big", quick_budget=6.0)
+    assert runner.budgets([small, big], run_budget=50.0) == [2.0, 6.0]
+    assert runner.budgets([small, big], run_budget=5.0) == [2.0, 3.0]  # too much: the largest capped
+    assert runner.budgets([small, big], run_budget=3.0) == [1.5, 1.5]
+    order = [impl.name for impl in runner.run_order(job)]
+    assert order == ["native", "pure twin", "ghost", "other"]  # ours, then gated, then the rest
+
+
+def test_parallel_ratios_have_no_cpu_figure() -> None:
+    def row(name: str, share: float) -> dict[str, Any]:
+        return {
+            "impl": name,
+            "status": "ok",
+            "throughput": 1.0,
+            "cpu_s": 1.0,
+            "cpu_share": share,
+            "gated": True,
+        }
+
+    one_core = [row("native", 1.0), row("gpg", 0.9)]
+    assert runner.ratios("native", one_core)[0]["cpu"] == 1.0
+    assert runner.ratios("native", one_core, parallel=True)[0]["cpu"] is None
+    assert runner.ratios("native", [row("native", 1.0), row("gpg x2", 1.9)])[0]["cpu"] is None
+
+
+def test_every_job_has_a_quick_budget_within_the_run() -> None:
+    jobs = registry.discover()
+    assert not registry.LOAD_ERRORS
+    for job in jobs.values():
+        assert 0 < job.quick_budget <= registry.RUN_QUICK_BUDGET
+
+
+# --- the gate against a pure-Python fallback -------------------------------------------------------------
+
+
+def _native_jobs() -> dict[str, Job]:
+    """The fake job whose reference needs our native kernels (as the real jobs' references do)."""
+    fake = fake_jobs()["fake"]
+    native = replace(fake.impl("native"), requires=(peers.NATIVE,))
+    job = replace(fake, impls=(native, *fake.impls[1:]))
+    return {job.name: job}
+
+
+def test_gate_fails_when_native_is_disabled(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(registry, "_loaded", _native_jobs())
+    _, baseline = _run_fake(tmp_path)
+    assert baseline["jobs"][0]["reference"] == "native"
+    saved = tmp_path / "baseline.json"
+    saved.write_text(json.dumps(baseline))
+    assert cli.main(["--quick", "--compare", str(saved), "--fail-below", "0.5"]) == 0
+
+    monkeypatch.setenv("ENGINE_NO_EXTENSIONS", "1")
+    fallback = tmp_path / "fallback.json"
+    assert cli.main(["--quick", "--json", str(fallback), "--compare", str(saved), "--fail-below", "0.5"]) == 1
+    doc = json.loads(fallback.read_text())
+    assert doc["jobs"][0]["reference"] == "pure twin"
+    checks = compare.compare(baseline, doc, 0.5)
+    assert [c.status for c in checks if c.to == "*"] == ["FAIL"]
+    assert "native not measured: missing (native kernels disabled" in checks[0].line()
+
+
+def test_gate_fails_on_a_fallback_that_sneaks_in(fake_registry: dict[str, Job], tmp_path: Path) -> None:
+    """Native built but running at the twin's speed: the gated native/twin ratio collapses to ~1."""
+    _, baseline = _run_fake(tmp_path)
+    fallback = copy.deepcopy(baseline)
+    for ratio in fallback["jobs"][0]["ratios"]:
+        if ratio["to"] == "pure twin":
+            ratio["value"], ratio["cpu"] = 1.02, 0.98
+    checks = compare.compare(baseline, fallback, 0.5)
+    assert compare.failed(checks)
+    assert "FAIL" in compare.render(checks, "baseline.json", 0.5)
+
+
+def test_gate_names_why_a_ratio_was_not_compared() -> None:
+    def doc(status: str) -> dict[str, Any]:
+        rows = [
+            {"impl": "native", "status": "ok"},
+            {"impl": "gpg", "status": status, "reason": "gpg not installed"},
+        ]
+        ratios = [{"of": "native", "to": "gpg", "value": 30.0, "gated": True}] if status == "ok" else []
+        return {"jobs": [{"name": "armor", "reference": "native", "results": rows, "ratios": ratios}]}
+
+    checks = compare.compare(doc("ok"), doc("missing"), 0.5)
+    assert [c.status for c in checks] == ["not compared"] and not compare.failed(checks)
+    assert "gpg missing (gpg not installed)" in checks[0].line()
+
+
+# --- schema, baseline, peers, the pytest-benchmark suite -----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_schema_accepts_budget_fields_and_rejects_bad_status(
+    fake_registry: dict[str, Job], tmp_path: Path
+) -> None:
+    pytest.importorskip("jsonschema")
+    _, doc = _run_fake(tmp_path)
+    assert {"seconds", "budget_s", "over_budget"} <= set(doc["jobs"][0])
+    assert schema.validate(doc) == []
+    bad = copy.deepcopy(doc)
+    bad["jobs"][0]["results"][0]["status"] = "timed out"
+    assert any("status" in problem for problem in schema.validate(bad))
+
+
+def test_committed_baseline_is_a_quick_document_with_gated_ratios() -> None:
+    doc = compare.load(ROOT / "bench" / "baseline.json")
+    assert doc["quick"] is True and doc["machine"]["native_built"] is True
+    gated = {(job["name"], r["to"]) for job in doc["jobs"] for r in job["ratios"] if r["gated"]}
+    assert ("armor", "pure twin") in gated and ("wkd-hash", "gpg-wks-client") in gated
+
+
+def test_tool_version_of_a_program_without_dash_dash_version() -> None:
+    if peers.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    assert peers.tool_version("openssl").startswith("OpenSSL")
+    assert peers.tool_version(NO_SUCH_TOOL) is None
+
+
+def test_suite_has_one_case_per_job_and_implementation() -> None:
+    """bench/ is generated from the registry: every (job, implementation) is collected exactly once."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    collected = [
+        line.split("[", 1)[1].rstrip("]")
+        for line in out.splitlines()
+        if "::test_bench[" in line and "NOTSET" not in line
+    ]
+    expected = [f"{job.name}/{impl.name}" for job in registry.discover().values() for impl in job.impls]
+    assert sorted(collected) == sorted(expected)

@@ -16,7 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-import mailgen
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -33,6 +32,7 @@ from engine.openpgp.pkesk import Pkesk, SessionKey
 from engine.openpgp.public_key import PublicKey
 from engine.scheduler import Failed, run_ordered
 from tests import cardsetup as cs
+from tests import mailgen
 from tests.cardemu.rig import PIN, READER, CardRig
 
 pytestmark = pytest.mark.peer

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import mailgen
 import pytest
 
 from engine.mail.classify import MailClass, classify
+from tests import mailgen
 
 ARMOR = b"-----BEGIN PGP MESSAGE-----\nx\n-----END PGP MESSAGE-----"
 P7M_DISPOSITION = b'Content-Disposition: attachment; filename="smime.p7m"'

@@ -17,7 +17,6 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
-import mailgen
 import pytest
 
 from engine.errors import InvalidArgument
@@ -26,6 +25,7 @@ from engine.mail.item import MailItem
 from engine.mail.job import decrypt_archive, encrypt_archive, process_one
 from engine.mail.pgpmime import restore
 from engine.mail.source import open_source
+from tests import mailgen
 
 COUNT = 30  # two of every kind
 PASSED = {"pgp_mime", "inline_pgp", "smime"}
@@ -155,7 +155,7 @@ def test_verify_failure_commits_nothing(tmp_path: Path, gpg: mailgen.Gpg) -> Non
 KILLER = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
-import mailgen
+from tests import mailgen
 from engine.mail.job import encrypt_archive
 gpg, calls = mailgen.Gpg({home!r}), []
 def payload(data):

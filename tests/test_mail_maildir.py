@@ -5,7 +5,6 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-import mailgen
 import pytest
 
 from engine.errors import InvalidArgument
@@ -13,6 +12,7 @@ from engine.mail.emldir import read_emldir
 from engine.mail.item import MailItem
 from engine.mail.maildir import crlf_size, fix_sizes, read_maildir
 from engine.mail.source import detect_format, open_sink, open_source
+from tests import mailgen
 
 
 def _copy(src: Path, dst: Path, fmt: str | None = None) -> list[MailItem]:

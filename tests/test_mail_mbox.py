@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mailgen
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 from engine.errors import InvalidArgument, StructuralError
 from engine.mail.item import MailItem
 from engine.mail.mbox import read_mbox, write_mbox
+from tests import mailgen
 
 
 def _roundtrip(tmp_path: Path, messages: list[bytes]) -> list[MailItem]:

@@ -7,13 +7,13 @@ import os
 import subprocess
 from pathlib import Path
 
-import mailgen
 import pytest
-from conftest import require_tool
 
 from engine.mail.job import encrypt_archive
 from engine.mail.pgpmime import restore
 from engine.mail.source import open_source
+from tests import mailgen
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.peer
 

@@ -7,11 +7,11 @@ import email
 import email.policy
 import re
 
-import mailgen
 import pytest
 
 from engine.errors import StructuralError
 from engine.mail.pgpmime import NotWrappable, protect, restore, unwrap, wrap
+from tests import mailgen
 
 
 def fake_encrypt(data: bytes) -> bytes:

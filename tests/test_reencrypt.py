@@ -6,15 +6,15 @@ import json
 import subprocess
 from pathlib import Path
 
-import mailgen
 import pytest
-from test_archive_cli import clean_messages, gpg_decrypt, gpg_import, make_key, pgpbulk
 
 from engine.mail.crypto import KeyConfig, open_provider
 from engine.mail.pgpmime import armored_span, unwrap, wrap
 from engine.mail.source import open_source
 from engine.openpgp import message
 from engine.openpgp.constants import SymmetricAlgorithm
+from tests import mailgen
+from tests.test_archive_cli import clean_messages, gpg_decrypt, gpg_import, make_key, pgpbulk
 
 pytestmark = pytest.mark.peer
 

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import mailgen
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -40,6 +39,7 @@ from engine.openpgp.keygen import export, generate
 from engine.openpgp.keys import read_certs
 from engine.scheduler import Stopped
 from tests import cardsetup as cs
+from tests import mailgen
 
 pytestmark = pytest.mark.peer
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,9 +16,9 @@ import subprocess
 from urllib.parse import unquote
 
 import pytest
-from conftest import require_tool
 
 from engine import wkd
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.peer
 

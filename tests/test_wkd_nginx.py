@@ -134,7 +134,7 @@ def ring(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _check(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> int:
-    from test_wkd_build import run_cli
+    from tests.test_wkd_build import run_cli
 
     return run_cli(monkeypatch, ["wkd", "check", *argv])
 
@@ -192,7 +192,7 @@ def test_check_fails_on_broken_tree(
         (tree / "policy").unlink()
     elif breakage == "extra-uid":
         two = generate("U0 <u0@example.org>")
-        from test_wkd_build import with_uids
+        from tests.test_wkd_build import with_uids
 
         (tree / "hu" / wkd_hash("u0")).unlink()
         (tree / "hu" / wkd_hash("u0")).write_bytes(with_uids(two, [b"Other <other@example.org>"]))

@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
 
 from engine.openpgp.keygen import export, generate
 from engine.wkd.publish import build
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.peer
 ADDRESSES = [
@@ -25,7 +25,7 @@ ADDRESSES = [
 @pytest.fixture(scope="module")
 def ring(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Keys for ADDRESSES; the first also carries a second address on another domain."""
-    from test_wkd_build import with_uids
+    from tests.test_wkd_build import with_uids
 
     path = tmp_path_factory.mktemp("ring") / "ring.gpg"
     first = with_uids(generate(f"Joe <{ADDRESSES[0]}>"), [b"Joe Work <joe@example.net>"])

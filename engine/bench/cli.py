@@ -103,8 +103,13 @@ def _write_json(doc: dict[str, Any], path: str) -> None:
 
 
 def _list(jobs: Sequence[Any]) -> int:
+    from engine.bench import registry
+
     for job in jobs:
-        print(f"{job.name:<14} {job.unit:<8} {job.description}")
+        family = registry.family(job)
+        print(
+            f"{job.name:<16} {job.unit:<8} quick budget {job.quick_budget:g} s, family {family}: {job.description}"
+        )
         for impl in job.impls:
             reason = impl.missing_reason()
             state = f"missing: {reason}" if reason else ("gated" if impl.gated else "")
@@ -153,6 +158,9 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.plot:
         print(f"chart written to {plot.plot(doc, args.plot)}")
 
+    for line in report.budget_lines(doc):
+        if line.startswith("OVER BUDGET"):
+            print(f"pgpbulk bench: warning: {line[len('OVER BUDGET: ') :]}", file=sys.stderr)
     status = EXIT_OK
     broken = [
         f"{job['name']}: {r['impl']}"
@@ -166,7 +174,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if previous is not None:
         fail_below = args.fail_below if args.fail_below is not None else DEFAULT_FAIL_BELOW
         checks = compare.compare(previous, doc, fail_below)
-        sys.stdout.write(compare.render(checks, args.compare, fail_below))
+        sys.stdout.write(compare.render(checks, args.compare, fail_below, compare.context(previous, doc)))
         if compare.failed(checks):
             status = EXIT_FAILED
     return status

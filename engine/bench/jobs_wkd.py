@@ -90,6 +90,7 @@ def jobs() -> list[Job]:
             data=ADDRESSES,
             size=200_000,
             quick_size=20_000,
+            quick_budget=2.0,
             description="WKD hashes of many local parts in one batch call",
             impls=(
                 Impl("native", _kernel("native"), "us", (peers.NATIVE,)),

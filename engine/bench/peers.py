@@ -2,11 +2,14 @@
 
 A :class:`Requirement` answers ``problem() -> None | reason``; the report prints the reason of a
 missing peer ("sq not installed") instead of leaving the row out. Subprocess peers from GnuPG run in
-one throwaway ``GNUPGHOME`` per bench run (:func:`gnupg_home`), removed by :func:`cleanup`.
+one throwaway ``GNUPGHOME`` per process (:func:`gnupg_home`), so job modules may import their keys
+once per process; :func:`stop_agents` ends a run's agents, the home is removed at exit
+(:func:`cleanup`).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import importlib
@@ -26,28 +29,50 @@ def which(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path=LIBEXEC_PATH)
 
 
+# Programs that print their version with another argument than ``--version``.
+VERSION_ARGS = {"openssl": ("version",)}
+
+
+def _first_line(argv: list[str]) -> str | None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    lines = proc.stdout.decode("utf-8", "replace").strip().splitlines()
+    return lines[0].strip() if lines and lines[0].strip() else None
+
+
 @functools.cache
 def tool_version(name: str) -> str | None:
-    """First line of ``NAME --version`` (``None`` when the program is missing or says nothing)."""
+    """First line of the program's version output (``NAME --version``, ``openssl version``, ...).
+
+    ``None`` when the program is missing; ``"installed"`` when it runs but prints no version."""
     path = which(name)
     if path is None:
         return None
-    try:
-        out = subprocess.run([path, "--version"], capture_output=True, timeout=10, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    lines = out.decode("utf-8", "replace").strip().splitlines()
-    return lines[0].strip() if lines else None
+    args = VERSION_ARGS.get(name, ("--version",))
+    return _first_line([path, *args]) or _first_line([path, "version"]) or "installed"
 
 
 @functools.cache
 def module_version(name: str) -> str | None:
-    """``__version__`` of an importable module, ``"installed"`` without one, ``None`` if missing."""
+    """Version of an importable module (``__version__``, else its distribution's version),
+    ``"installed"`` when neither is known, ``None`` if it cannot be imported."""
     try:
         mod = importlib.import_module(name)
     except ImportError:
         return None
-    return str(getattr(mod, "__version__", "installed"))
+    version = getattr(mod, "__version__", None)
+    if version:
+        return str(version)
+    from importlib import metadata
+
+    for dist in metadata.packages_distributions().get(name, [name]):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            return metadata.version(dist)
+    return "installed"
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,8 @@ class Requirement:
         if self.kind == "native":
             from engine import _native
 
+            if os.environ.get("ENGINE_NO_EXTENSIONS"):  # measure what the product would run
+                return "native kernels disabled (ENGINE_NO_EXTENSIONS=1)"
             missing = [k for k in _native.KERNELS if "native" not in _native.implementations(k)]
             return f"native kernels not built ({', '.join(missing)})" if missing else None
         raise ValueError(f"unknown requirement kind {self.kind!r}")
@@ -95,11 +122,13 @@ _home: Path | None = None
 
 
 def gnupg_home() -> Path:
-    """A throwaway GnuPG home shared by this run's gpg peers (created on first use)."""
+    """A throwaway GnuPG home shared by this process's gpg peers (created on first use, removed at
+    exit)."""
     global _home
     if _home is None:
         _home = Path(tempfile.mkdtemp(prefix="pgpbulk-bench-gnupg-"))
         _home.chmod(0o700)
+        atexit.register(cleanup)
     return _home
 
 
@@ -121,16 +150,20 @@ def gpg_argv(*args: str) -> list[str]:
     ]
 
 
+def stop_agents() -> None:
+    """Stop the agents started in the throwaway home (the end of a run); gpg restarts them on use."""
+    gpgconf = which("gpgconf")
+    if _home is None or not gpgconf:
+        return
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run([gpgconf, "--homedir", str(_home), "--kill", "all"], capture_output=True, timeout=10)
+
+
 def cleanup() -> None:
-    """Stop agents started in the throwaway home and remove it."""
+    """Stop the agents and remove the throwaway home (at exit)."""
     global _home
     if _home is None:
         return
-    gpgconf = which("gpgconf")
-    if gpgconf:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(
-                [gpgconf, "--homedir", str(_home), "--kill", "all"], capture_output=True, timeout=10
-            )
+    stop_agents()
     shutil.rmtree(_home, ignore_errors=True)
     _home = None

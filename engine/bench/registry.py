@@ -27,6 +27,14 @@ from engine.bench.peers import Requirement
 UNITS = ("MB/s", "items/s")
 ROLES = ("us", "twin", "peer", "bound")
 DEFAULT_SEED = 20261128
+# ``--quick``: every job's own time budget (data generation, all implementations, its sweep) unless
+# it sets ``quick_budget``, and the budget of the whole run; see :mod:`engine.bench.runner`.
+DEFAULT_QUICK_BUDGET = 5.0
+RUN_QUICK_BUDGET = 50.0  # leaves time for start-up, the chart and the gate under 60 s
+# The job families of the pytest-benchmark suite (one ``bench/test_bench_FAMILY.py`` each).
+FAMILIES = ("armor", "wkd-hash", "wkd-build", "encrypt", "decrypt", "rewrap", "archive", "card")
+# A job's family when it names none and its name does not start with one: by its module.
+MODULE_FAMILIES = {"jobs_wkd_build": "wkd-build", "jobs_mail": "archive", "jobs_card": "card"}
 
 
 def cache_dir() -> Path:
@@ -140,7 +148,13 @@ class Sweep:
 
 @dataclass(frozen=True)
 class Job:
-    """A benchmark job: see the module docstring. ``size``/``quick_size`` are in work units."""
+    """A benchmark job: see the module docstring. ``size``/``quick_size`` are in work units.
+
+    ``quick_budget``: seconds the job may take with ``--quick`` (its data, every implementation and
+    its sweep); the runner stops starting implementations once it is spent and reports the job as
+    over budget. ``family``: the ``bench/test_bench_FAMILY.py`` file that runs it under pytest
+    (default: see :func:`family`). ``parallel``: it runs on several cores (a process pool, several
+    peer processes at once), so its ratios carry no CPU figure and the gate compares wall clock."""
 
     name: str
     unit: str
@@ -150,8 +164,13 @@ class Job:
     impls: tuple[Impl, ...]
     description: str = ""
     sweep: Sweep | None = None
+    quick_budget: float = DEFAULT_QUICK_BUDGET
+    family: str = ""
+    parallel: bool = False
 
     def __post_init__(self) -> None:
+        if not self.quick_budget > 0:
+            raise ValueError(f"job {self.name}: quick_budget must be positive")
         if self.unit not in UNITS:
             raise ValueError(f"job {self.name}: unit must be one of {UNITS}")
         for impl in self.impls:
@@ -183,6 +202,7 @@ class Job:
 
 _loaded: dict[str, Job] | None = None
 LOAD_ERRORS: dict[str, str] = {}
+SOURCES: dict[str, str] = {}  # job name -> the jobs_*.py module (short name) that defined it
 
 
 def discover() -> dict[str, Job]:
@@ -200,10 +220,23 @@ def discover() -> dict[str, Job]:
                 module = importlib.import_module(modname)
                 for job in module.jobs():
                     register(job, found)
+                    SOURCES[job.name] = info.name
             except Exception as exc:  # a broken job module must not take the others down
                 LOAD_ERRORS[modname] = f"{type(exc).__name__}: {exc}"
         _loaded = found
     return _loaded
+
+
+def family(job: Job) -> str:
+    """The family of ``job``: its ``family`` field; else the longest of :data:`FAMILIES` its name
+    equals or starts with (``encrypt-large`` -> ``encrypt``); else by its module
+    (:data:`MODULE_FAMILIES`); else ``other``."""
+    if job.family:
+        return job.family
+    hits = [f for f in FAMILIES if job.name == f or job.name.startswith(f"{f}-")]
+    if hits:
+        return max(hits, key=len)
+    return MODULE_FAMILIES.get(SOURCES.get(job.name, ""), "other")
 
 
 def register(job: Job, into: dict[str, Job] | None = None) -> Job:

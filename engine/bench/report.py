@@ -125,4 +125,30 @@ def render(doc: Mapping[str, Any]) -> str:
         cells = row[:3] if row[3] == "" else row
         lines.append("  ".join(f"{cell:<{w}}" for cell, w in zip(cells, widths, strict=False)).rstrip())
     lines.append("ref/this: reference throughput / this one, wall clock; by CPU: the same in CPU seconds.")
+    lines.extend(budget_lines(doc))
     return "\n".join(lines) + "\n"
+
+
+def budget_lines(doc: Mapping[str, Any]) -> list[str]:
+    """Quick runs: seconds per job against its budget, and every job that went over."""
+    timed = [job for job in doc["jobs"] if "budget_s" in job]
+    if not timed:
+        return []
+    per_job = ", ".join(f"{job['name']} {job['seconds']:.1f}/{job['budget_s']:g}" for job in timed)
+    lines = [f"quick budgets (s): {per_job}; run {doc.get('seconds', 0):.1f}/{doc.get('budget_s', 0):g}"]
+    asked, run = doc.get("budget_asked_s", 0), doc.get("budget_s", 0)
+    if run and asked > run:
+        lines.append(
+            f"OVER BUDGET: the jobs ask for {asked:g} s together, the run has {run:g} s: "
+            "the largest budgets were capped"
+        )
+    if run and doc.get("seconds", 0) > run * 1.2:
+        lines.append(f"OVER BUDGET: the run took {doc['seconds']:.1f} s of {run:g} s")
+    for job in timed:
+        if job.get("over_budget"):
+            cut = [r["impl"] for r in job["results"] if r["status"] == "cut"]
+            extra = f"; not run: {', '.join(cut)}" if cut else ""
+            lines.append(
+                f"OVER BUDGET: {job['name']} took {job['seconds']:.1f} s of {job['budget_s']:g} s{extra}"
+            )
+    return lines

@@ -16,8 +16,9 @@ engine.bench.schema`` prints it)::
       "jobs": [{
           "name": "armor", "unit": "MB/s"|"items/s", "size": 1048576, "description": "...",
           "reference": "native",                   # the implementation every ratio is taken against
+          "seconds": 3.1, "budget_s": 5.0, "over_budget": false,   # time taken; quick runs: budget
           "results": [{"impl": "gpg --enarmor", "role": "us"|"twin"|"peer"|"bound",
-                       "status": "ok"|"missing"|"skipped"|"failed", "reason": str|null,
+                       "status": "ok"|"missing"|"skipped"|"failed"|"cut", "reason": str|null,
                        "throughput": float|null,   # in the job's unit (MB/s = 10**6 bytes/s)
                        "best_s", "median_s": float|null,   # wall seconds per pass over the data
                        "cpu_s": float|null,                # CPU seconds per pass (children included)
@@ -25,9 +26,17 @@ engine.bench.schema`` prints it)::
           "ratios": [{"of": "native", "to": "gpg --enarmor", "value": 31.9, "cpu": 30.2, "gated": true}]
       }],
       "scaling": [{"job": "armor", "param": "size", "label": "message size (bytes)", "unit": "MB/s",
-                   "points": [{"impl": "native", "x": 1024, "throughput": 850.0}]}],
+                   "points": [{"impl": "native", "x": 1024, "throughput": 850.0}],
+                   "cut": 0}],                   # points not measured: the job's budget was spent
+      "budget_s": 50.0, "budget_asked_s": 22.0,   # quick runs: the run's budget, the jobs' sum
       "load_errors": {"engine.bench.jobs_x": "ImportError: ..."}
     }
+
+Status "missing": a requirement is not met here (the reason names it); "skipped": not run with
+``--quick``; "failed": it raised (the reason says what); "cut": not started because the job's quick
+budget was spent (see :mod:`engine.bench.runner`). Version 1 grew these optional fields without
+breaking older documents: ``seconds``, ``budget_s``, ``over_budget``, scaling ``cut``, status "cut",
+``budget_asked_s``.
 
 A ratio ``value`` is ``throughput(of) / throughput(to)`` by wall clock: above 1 means the reference
 is faster; against a "bound" it is the fraction of the machine limit reached. ``cpu`` is the same
@@ -51,7 +60,7 @@ _RESULT = {
     "properties": {
         "impl": {"type": "string"},
         "role": {"enum": ["us", "twin", "peer", "bound"]},
-        "status": {"enum": ["ok", "missing", "skipped", "failed"]},
+        "status": {"enum": ["ok", "missing", "skipped", "failed", "cut"]},
         "reason": {"type": ["string", "null"]},
         "throughput": _NUM_OR_NULL,
         "best_s": _NUM_OR_NULL,
@@ -83,6 +92,9 @@ _JOB = {
         "size": {"type": "integer", "minimum": 1},
         "description": {"type": "string"},
         "reference": {"type": ["string", "null"]},
+        "seconds": {"type": "number", "minimum": 0},
+        "budget_s": {"type": "number", "exclusiveMinimum": 0},
+        "over_budget": {"type": "boolean"},
         "results": {"type": "array", "items": _RESULT},
         "ratios": {"type": "array", "items": _RATIO},
     },
@@ -95,6 +107,7 @@ _SCALING = {
         "param": {"type": "string"},
         "label": {"type": "string"},
         "unit": {"enum": ["MB/s", "items/s"]},
+        "cut": {"type": "integer", "minimum": 0},
         "points": {
             "type": "array",
             "items": {
@@ -140,6 +153,8 @@ SCHEMA: dict[str, Any] = {
         "peers": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
         "jobs": {"type": "array", "items": _JOB},
         "scaling": {"type": "array", "items": _SCALING},
+        "budget_s": {"type": "number", "exclusiveMinimum": 0},
+        "budget_asked_s": {"type": "number", "minimum": 0},
         "load_errors": {"type": "object", "additionalProperties": {"type": "string"}},
     },
 }

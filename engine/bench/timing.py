@@ -61,42 +61,67 @@ def _cpu_now() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def sample(measure: Callable[[T], float], data: T, budget: Budget) -> Timing:
+@dataclass(frozen=True)
+class Sample:
+    """One call of ``measure``: the ``seconds`` it reported for one pass over the data, the wall
+    time the call really took and the CPU seconds it used (children included)."""
+
+    seconds: float
+    wall: float
+    cpu_used: float
+
+    @property
+    def cpu(self) -> float | None:
+        """CPU seconds per pass, scaled like ``seconds`` (a peer run over a larger file and scaled
+        down reports scaled seconds; its CPU time is scaled the same way)."""
+        return self.cpu_used * self.seconds / self.wall if self.wall > 0 else None
+
+
+def timed_call(measure: Callable[[T], float], data: T) -> Sample:
+    """Call ``measure(data) -> seconds`` once, with its wall and CPU time."""
+    cpu0, wall0 = _cpu_now(), time.perf_counter()
+    seconds = measure(data)
+    return Sample(seconds, time.perf_counter() - wall0, _cpu_now() - cpu0)
+
+
+def summarize(samples: Sequence[Sample]) -> Timing:
+    """Best and median reported seconds, least CPU seconds per pass, and the CPU share of ``samples``."""
+    if not samples:
+        raise ValueError("no samples")
+    seconds = [s.seconds for s in samples]
+    cpus = [c for c in (s.cpu for s in samples) if c is not None]
+    wall = sum(s.wall for s in samples)
+    share = round(sum(s.cpu_used for s in samples) / wall, 3) if wall > 0 else 0.0
+    return Timing(min(seconds), statistics.median(seconds), min(cpus) if cpus else 0.0, len(seconds), share)
+
+
+def sample(measure: Callable[[T], float], data: T, budget: Budget, deadline: float | None = None) -> Timing:
     """Call ``measure(data) -> seconds`` with warm-up and repeats; return best and median seconds.
 
     A warm-up call that alone used up the time budget counts as a sample (slow twins are not run
-    twice for nothing); its caches are as warm as they will get.
+    twice for nothing); its caches are as warm as they will get. ``deadline`` (a ``perf_counter``
+    value, the job's quick budget) stops the repeats early; one sample is always taken.
     """
-    samples: list[float] = []
-    cpus: list[float] = []
-    wall_total = cpu_total = 0.0
+    samples: list[Sample] = []
 
-    def one() -> float:
-        nonlocal wall_total, cpu_total
-        cpu0, wall0 = _cpu_now(), time.perf_counter()
-        seconds = measure(data)
-        wall, cpu = time.perf_counter() - wall0, _cpu_now() - cpu0
-        if wall > 0:  # CPU seconds per pass, in the same scale as what measure() returned
-            cpus.append(cpu * seconds / wall)
-        wall_total += wall
-        cpu_total += cpu
-        return seconds
+    def spent() -> float:
+        return sum(s.wall for s in samples)
+
+    def late() -> bool:
+        return deadline is not None and time.perf_counter() >= deadline
 
     for _ in range(budget.warmup):
-        seconds = one()
-        if wall_total >= budget.seconds:
-            samples.append(seconds)
+        warm = timed_call(measure, data)
+        if warm.wall >= budget.seconds or late():
+            samples.append(warm)
             break
-    else:
-        cpus.clear()
-        wall_total = cpu_total = 0.0
-    while len(samples) < budget.repeat and not (
-        len(samples) >= budget.min_runs and wall_total >= budget.seconds
+    while not samples or (
+        len(samples) < budget.repeat
+        and not (len(samples) >= budget.min_runs and spent() >= budget.seconds)
+        and not late()
     ):
-        samples.append(one())
-    share = cpu_total / wall_total if wall_total > 0 else 0.0
-    cpu_best = min(cpus) if cpus else 0.0
-    return Timing(min(samples), statistics.median(samples), cpu_best, len(samples), round(share, 3))
+        samples.append(timed_call(measure, data))
+    return summarize(samples)
 
 
 def in_process(fn: Callable[[T], Any], min_sample: float = QUICK.min_sample) -> Callable[[T], float]:

@@ -1,0 +1,158 @@
+"""Bench job ``wkd-build``: a whole WKD tree (advanced method, one domain) from one generated keyring.
+
+The keyring (:mod:`engine.wkd.sample`): Ed25519/X25519 keys derived from the seed and, every fourth
+key, an RSA-3072 key taken from a pool of four key pairs made once and cached as PEM beside the data
+(RSA key generation costs about a second a key; creation times and User IDs make each key distinct).
+1-3 User IDs per key, about 1 % of addresses held by two keys, some User IDs in another domain.
+
+Implementations, all writing into fresh directories of the bench cache (the same file system):
+``pgpbulk wkd build`` on all cores (the library call ``engine.wkd.publish.build``, atomic switch and
+manifest included); ``sq wkd generate WEBROOT DOMAIN KEYRING`` (one process, all keys); and
+``gpg-wks-client --install-key`` one process per address as its manual says, run on the first
+:data:`PER_PROCESS` keys and scaled to the job's count. Throughput is keys per second.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.bench import peers
+from engine.bench.registry import Dataset, DataSpec, Impl, Job, cache_dir
+
+DOMAIN = "example.org"
+RSA_POOL, RSA_EVERY = 4, 4
+PER_PROCESS = 30  # keys run through gpg-wks-client (quick: 8)
+
+
+def _pool() -> list[Any]:
+    """The cached RSA-3072 pool (made on first use)."""
+    from cryptography.hazmat.primitives import serialization
+
+    path = cache_dir() / f"wkd-rsa3072-pool-{RSA_POOL}.pem"
+    if not path.exists():
+        from engine.wkd.sample import rsa_pool
+
+        pem = b"".join(
+            k.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            for k in rsa_pool(RSA_POOL)
+        )
+        tmp = path.with_suffix(".partial")
+        tmp.write_bytes(pem)
+        tmp.replace(path)
+    marker = b"-----END PRIVATE KEY-----\n"
+    pems = [p + marker for p in path.read_bytes().split(marker) if p.strip()]
+    return [serialization.load_pem_private_key(p, None) for p in pems]
+
+
+def _keyring(count: int, seed: int) -> bytes:
+    from engine.wkd.sample import sample_keyring
+
+    return sample_keyring(count, seed, _pool() if count >= RSA_EVERY else [], RSA_EVERY)
+
+
+KEYRING = DataSpec("wkd-keyring", _keyring)
+
+
+def _workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="wkd-build-", dir=cache_dir()))
+
+
+def _ours(data: Dataset) -> float:
+    from engine.wkd.publish import build
+
+    work = _workdir()
+    try:
+        start = time.perf_counter()
+        build(work / "www", [str(data.path)], domains=[DOMAIN], workers=data.params.get("workers"))
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _sq(data: Dataset) -> float:
+    work = _workdir()
+    try:
+        argv = [peers.which("sq") or "sq", "wkd", "generate", str(work / "www"), DOMAIN, str(data.path)]
+        start = time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, check=False)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"sq exited with {proc.returncode}: {proc.stderr.decode(errors='replace')[-200:]}"
+            )
+        return elapsed
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _wks_client(data: Dataset) -> float:
+    """One ``gpg-wks-client --install-key`` per address of the first keys, scaled to all keys."""
+    from engine.wkd.build import BuildOptions, select_one
+    from engine.wkd.sources import CertBlob, iter_cert_blobs
+
+    count = 8 if data.params.get("quick") else PER_PROCESS
+    wks = peers.which("gpg-wks-client") or "gpg-wks-client"
+    work = _workdir()
+    try:
+        (work / "out").mkdir()
+        calls = []
+        opts = BuildOptions(frozenset([DOMAIN]))
+        for i, blob in enumerate(iter_cert_blobs([str(data.path)])):
+            if i == count:
+                break
+            assert isinstance(blob, CertBlob)
+            (work / f"k{i}.gpg").write_bytes(blob.data)
+            calls += [(f"./k{i}.gpg", rec.address) for rec in select_one(opts, blob).records]
+        start = time.perf_counter()
+        for key, address in calls:
+            subprocess.run(
+                [wks, "-C", str(work / "out"), "--install-key", key, address],
+                cwd=work,
+                env=peers.gnupg_env(),
+                capture_output=True,
+                check=True,
+            )
+        return (time.perf_counter() - start) * data.size / min(count, data.size)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def jobs() -> list[Job]:
+    """The WKD tree build job."""
+    return [
+        Job(
+            name="wkd-build",
+            unit="items/s",
+            data=KEYRING,
+            size=20_000,
+            quick_size=1_000,
+            quick_budget=15.0,
+            description="WKD tree (advanced, one domain) of a keyring: keys/s, 3/4 Ed25519 1/4 RSA-3072",
+            impls=(
+                Impl("pgpbulk wkd build", _ours, "us", note="all cores, atomic publish and manifest"),
+                Impl(
+                    "sq wkd generate",
+                    _sq,
+                    requires=(peers.tool("sq"),),
+                    gated=True,
+                    note="one process; publishes every User ID of a key",
+                ),
+                Impl(
+                    "gpg-wks-client --install-key",
+                    _wks_client,
+                    requires=(peers.tool("gpg-wks-client"),),
+                    gated=True,
+                    note=f"one process per address, first {PER_PROCESS} keys (quick: 8), scaled",
+                ),
+            ),
+        ),
+    ]
