@@ -35,7 +35,8 @@ _GPG_URI_KEEP = frozenset(
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@!\"#$%&'()*+,-./:;<=>?[\\]^_{|}~"
 ) - frozenset(b"%;?&=+#")
 # Domain characters GnuPG accepts in a mailbox (common/mbox-util.c), plus any non-ASCII character.
-_DOMAIN_ASCII = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+_DOMAIN_ASCII_STR = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
+_DOMAIN_ASCII = frozenset(_DOMAIN_ASCII_STR)
 
 
 def wkd_hash(local_part: str | bytes) -> str:
@@ -53,6 +54,8 @@ def _is_control(ch: str) -> bool:
 
 
 def _check_local(local: str) -> None:
+    if local.isascii() and local.isprintable():
+        return  # the common case: no control character, no surrogate
     for i, ch in enumerate(local):
         if _is_control(ch):
             raise InvalidArgument(f"control character {ch!r} in the local part at position {i}")
@@ -61,7 +64,8 @@ def _check_local(local: str) -> None:
 
 
 def _check_domain(domain: str, offset: int) -> None:
-    for i, ch in enumerate(domain, start=offset):
+    plain = domain.isascii() and not domain.strip(_DOMAIN_ASCII_STR)  # the common case, no loop
+    for i, ch in enumerate(() if plain else domain, start=offset):
         if ch in "/\\":
             raise InvalidArgument(f"{ch!r} in the domain at position {i}: a domain is not a path")
         if _is_control(ch):  # NUL included

@@ -29,6 +29,8 @@ class _Uid:
     cands: list[Sig] = field(default_factory=list)  # certifications, newest first
     revs: list[Sig] = field(default_factory=list)
     parsed: bool = False
+    data: bytes = b""  # the certification suffix, hashed by every signature over this User ID
+    self_sig: dict[int, Sig | None] = field(default_factory=dict)  # by time
 
 
 @dataclass(frozen=True)
@@ -48,18 +50,21 @@ def _parse(c: LeanCert, u: _Uid) -> _Uid:
         cands = [s for s in sigs if 0x10 <= s.type <= 0x13 and s.created >= c.created]  # gpg's rule too
         u.cands = sorted(cands, key=lambda s: -s.created)
         u.revs = [s for s in sigs if s.type == _CERT_REV]
+        u.data = certification_suffix(u.body)
         u.parsed = True
     return u
 
 
 def _self_sig(c: LeanCert, u: _Uid, at: int) -> Sig | None:
-    data = certification_suffix(u.body)
-    return next((s for s in _parse(c, u).cands if s.live(at) and c.verify(s, data)), None)
+    if at not in u.self_sig:
+        cands = _parse(c, u).cands
+        u.self_sig[at] = next((s for s in cands if s.live(at) and c.verify(s, u.data)), None)
+    return u.self_sig[at]
 
 
 def _uid_revoked(c: LeanCert, u: _Uid, at: int) -> bool:
-    data = certification_suffix(u.body)
-    return revoked_at([s for s in _parse(c, u).revs if c.verify(s, data)], at)
+    revs = _parse(c, u).revs
+    return bool(revs) and revoked_at([s for s in revs if c.verify(s, u.data)], at)
 
 
 def _newest(sigs: list[Sig], at: int) -> Sig | None:
@@ -114,8 +119,7 @@ def _subkeys(c: LeanCert, at: int) -> list[bytes]:
 
 def _uid_problem(c: LeanCert, u: _Uid, at: int) -> str | None:
     if _self_sig(c, u, at) is None:
-        data = certification_suffix(u.body)
-        if any(c.verify(s, data) for s in u.cands):
+        if any(c.verify(s, u.data) for s in u.cands):
             return "self-signature expired or not yet valid"
         return "no valid self-signature"
     return "user id revoked" if _uid_revoked(c, u, at) else None
@@ -177,11 +181,10 @@ def select_lean(
     for address, (_, u, local, domain) in best.items():
         uid = write_packet(13, u.body)
         if key_revoked or _uid_revoked(c, u, at) or _self_sig(c, u, at) is None:
-            data = certification_suffix(u.body)
-            valid = [s for s in u.cands if c.verify(s, data)]
+            valid = [s for s in u.cands if c.verify(s, u.data)]
             newest = max(valid, key=lambda s: s.created, default=None)
             block = [*head, uid, *([write_packet(2, newest.body)] if newest else [])]
-            block += [write_packet(2, s.body) for s in u.revs if c.verify(s, data)]
+            block += [write_packet(2, s.body) for s in u.revs if c.verify(s, u.data)]
             out.append(Chosen(local, domain, address, b"".join(block), "revoked"))
             continue
         if subs is None:

@@ -3,6 +3,8 @@
 It lists every address, so it is written **outside** the served tree by default (beside the web root:
 ``WEBROOT.wkd-manifest.json``): WKD hashes local parts precisely so that a server does not hand out its
 address list. ``--incremental`` reads the previous manifest to reuse files and report the differences.
+A build streams its manifest (:class:`ManifestWriter`, one entry a line) so the parent's memory does not
+grow with the number of addresses.
 """
 
 from __future__ import annotations
@@ -16,7 +18,17 @@ from typing import Any
 
 from engine.errors import InvalidArgument
 
-__all__ = ["FORMAT", "Diff", "Manifest", "default_path", "diff", "load", "save"]
+__all__ = [
+    "FORMAT",
+    "Diff",
+    "DiffBuilder",
+    "Manifest",
+    "ManifestWriter",
+    "default_path",
+    "diff",
+    "load",
+    "save",
+]
 
 FORMAT = "pgpbulk-wkd-manifest/1"
 
@@ -66,6 +78,43 @@ def save(manifest: Manifest, path: str | os.PathLike[str]) -> None:
     os.replace(tmp, path)
 
 
+class ManifestWriter:
+    """Stream a manifest into a temporary file beside ``path``: :meth:`add` each entry (sorted by the
+    caller), :meth:`close` with the domain list (fsync), then :meth:`commit` renames it into place;
+    :meth:`abort` removes it."""
+
+    def __init__(self, path: str | os.PathLike[str], version: str, method: str, policy_sha256: str) -> None:
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self._f = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115
+        head = {
+            "format": FORMAT,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "version": version,
+            "method": method,
+            "policy_sha256": policy_sha256,
+        }
+        self._f.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "entries": [\n')
+        self.count = 0
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self._f.write((",\n" if self.count else "") + json.dumps(entry, ensure_ascii=False))
+        self.count += 1
+
+    def close(self, domains: list[str]) -> None:
+        self._f.write(f'\n], "domains": {json.dumps(domains, ensure_ascii=False)}}}\n')
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+
+    def commit(self) -> None:
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self._f.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 def load(path: str | os.PathLike[str]) -> Manifest:
     """Read a manifest; InvalidArgument when it is not one of ours."""
     try:
@@ -99,6 +148,28 @@ class Diff:
             f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed, "
             f"{self.unchanged} unchanged"
         )
+
+
+class DiffBuilder:
+    """:func:`diff` fed one new entry at a time (the new manifest is never held in memory)."""
+
+    def __init__(self, old: Manifest | None) -> None:
+        self._before = {e["address"]: e["sha256"] for e in old.entries} if old else {}
+        self.added: list[str] = []
+        self.changed: list[str] = []
+        self.unchanged = 0
+
+    def see(self, entry: dict[str, Any]) -> None:
+        sha = self._before.pop(entry["address"], None)
+        if sha is None:
+            self.added.append(entry["address"])
+        elif sha != entry["sha256"]:
+            self.changed.append(entry["address"])
+        else:
+            self.unchanged += 1
+
+    def result(self) -> Diff:
+        return Diff(sorted(self.added), sorted(self._before), sorted(self.changed), self.unchanged)
 
 
 def diff(old: Manifest | None, new: Manifest) -> Diff:

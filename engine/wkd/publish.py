@@ -33,7 +33,7 @@ from engine.wkd import manifest as mf
 from engine.wkd.build import OTHER_DOMAIN, BuildOptions, CertResult, select_batch
 from engine.wkd.policy import policy_bytes
 from engine.wkd.sources import CertBlob, SourceProblem, iter_cert_blobs
-from engine.wkd.tree import Slot, TreeWriter
+from engine.wkd.tree import INDEX_PREFIX, Slot, TreeWriter
 from engine.wkd.validate import normalize_domain
 
 __all__ = ["BuildReport", "build", "current_version", "switch_symlink"]
@@ -259,42 +259,51 @@ def build(
     with _locked(wellknown):
         for stale in wellknown.glob(f"{STAGING_PREFIX}*"):
             shutil.rmtree(stale, ignore_errors=True)
+        for stale in wellknown.glob(f"{INDEX_PREFIX}*"):
+            stale.unlink(missing_ok=True)  # the index of a killed build
         old = current_version(out)
         old_manifest = mf.load(manifest_file) if manifest_file.exists() else None
         previous = _previous_files(old, old_manifest) if incremental else {}
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=wellknown))
+        name = f"{VERSION_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+        writer: TreeWriter | None = None
+        manifest: mf.ManifestWriter | None = None
         try:
             staging.chmod(0o755)
             writer = TreeWriter(staging, method, policy, chosen or (), previous)
             _run(sources, gnupghome, replace(opts, root=str(staging)), workers, writer, report, progress)
             t_finish = time.perf_counter()
-            slots = writer.finish()
+            manifest = mf.ManifestWriter(manifest_file, name, method, hashlib.sha256(policy).hexdigest())
+            changes = mf.DiffBuilder(old_manifest) if incremental else None
+            for slot in writer.finish(report.skip):
+                entry = _entry(writer, slot)
+                manifest.add(entry)
+                if changes is not None:
+                    changes.see(entry)
+            manifest.close(sorted(writer.domains))
+            writer.close()
             report.seconds_write += time.perf_counter() - t_finish
-            if not slots and not chosen and old is not None:
+            if not writer.addresses and not chosen and old is not None:
                 raise InvalidArgument("nothing to publish; the published tree was left as it is")
             t_write = time.perf_counter()
             _sync_tree(staging)  # every file durable before the switch makes it visible
             report.seconds_sync = time.perf_counter() - t_write
-            name = f"{VERSION_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
             os.rename(staging, wellknown / name)
         except BaseException:
+            if writer is not None:
+                writer.close()
+            if manifest is not None:
+                manifest.abort()
             shutil.rmtree(staging, ignore_errors=True)
             raise
         switch_symlink(wellknown / LINK, name)
         _fsync_dir(wellknown)
+        manifest.commit()
         report.seconds_write += time.perf_counter() - t_write
-        new_manifest = mf.Manifest(
-            name,
-            method,
-            sorted(writer.domains),
-            [_entry(writer, s) for s in slots],
-            hashlib.sha256(policy).hexdigest(),
-        )
-        mf.save(new_manifest, manifest_file)
-        if incremental:
-            report.diff = mf.diff(old_manifest, new_manifest)
+        if changes is not None:
+            report.diff = changes.result()
         _cleanup(wellknown, name, keep)
-    report.addresses = len(slots)
+    report.addresses = writer.addresses
     report.files_written, report.files_reused = writer.written, writer.reused
     report.version = name
     report.seconds = time.perf_counter() - t0
@@ -335,9 +344,7 @@ def _run(
         for reason, what in res.skipped:
             report.skip(reason, what)
         for rec in res.records:
-            why = writer.add(rec)
-            if why:
-                report.skip(why, rec.address)
+            writer.add(rec)
         report.seconds_write += time.perf_counter() - t
         if progress is not None:
             progress.update(1)

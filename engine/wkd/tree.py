@@ -4,8 +4,9 @@ Workers (:func:`write_records`) create each address's file with ``O_EXCL`` in th
 directory, so no two processes ever write one file: the first key for an address wins the file, a later
 one (another key for the same address, a few per cent of real keyrings) gets ``EEXIST`` and its bytes
 go back to the parent. The parent (:class:`TreeWriter`) receives every record's metadata in input
-order, spools the returned bytes to an unlinked temporary file (memory stays flat), and at the end
-rewrites only the multi-key files (newest key first, then by fingerprint: the same bytes whichever
+order and appends it to a temporary SQLite index beside the staging directory, spools the returned
+bytes to an unlinked temporary file (memory stays flat whatever the number of addresses), and at the
+end walks the index sorted by domain and hash, rewriting only the multi-key files (newest key first, then by fingerprint: the same bytes whichever
 worker won), hardlinks unchanged files of the previous version (``--incremental``) and the direct tree
 for ``both``. Nothing is fsynced here: :mod:`engine.wkd.publish` syncs the file system once before the
 atomic switch.
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -27,6 +29,7 @@ from engine.wkd.validate import safe_name
 
 __all__ = ["Slot", "TreeWriter", "write_records"]
 
+INDEX_PREFIX = ".wkd-index-"
 _made: set[str] = set()  # directories this process has created (one mkdir per domain, not per file)
 
 
@@ -54,7 +57,11 @@ def write_records(root: str, method: str, records: Iterable[Record]) -> list[Rec
         except FileExistsError:
             out.append(rec)  # another key for this address: the parent merges
             continue
-        out.append(replace(rec, data=b"", sha256=hashlib.sha256(rec.data).hexdigest(), written=True))
+        sha = hashlib.sha256(rec.data).hexdigest()
+        out.append(
+            Record(rec.domain, rec.hash, rec.local, rec.address, rec.fingerprint, rec.created, b"",
+                   rec.status, rec.size, sha, True)
+        )  # fmt: skip
     return out
 
 
@@ -73,11 +80,22 @@ class Slot:
     file_fpr: str = ""  # whose bytes the file holds ("" while no file)
 
 
+_SCHEMA = (
+    "CREATE TABLE rec (domain TEXT, hash TEXT, local TEXT, address TEXT, fpr TEXT, created INTEGER, "
+    "size INTEGER, status TEXT, sha256 TEXT, written INTEGER, off INTEGER, len INTEGER)"
+)
+_INSERT = "INSERT INTO rec VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+_SORTED = "SELECT * FROM rec ORDER BY domain, hash, rowid"
+_FLUSH_EVERY = 512
+
+
 class TreeWriter:
     """Collects the records of ``root`` (a staging ``openpgpkey`` directory) for ``method``.
 
-    ``previous`` maps a relative file path of the old version to ``(sha256, absolute path)``; files whose
-    new content has the same SHA-256 are hardlinked from there.
+    Records go to an append-only SQLite table in a temporary file beside ``root`` (removed by
+    :meth:`close`); :meth:`finish` reads them back sorted and grouped by file. ``previous`` maps a
+    relative file path of the old version to ``(sha256, absolute path)``; files whose new content has
+    the same SHA-256 are hardlinked from there.
     """
 
     def __init__(
@@ -92,11 +110,18 @@ class TreeWriter:
             raise InvalidArgument(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
         self.root, self.method, self.policy = root, method, policy
         self.previous = previous or {}
-        self.slots: dict[tuple[str, str], Slot] = {}
         self.domains: set[str] = set()
         self.direct_domain: str | None = None
-        self.reused = self.written = self.duplicates = 0
+        self.reused = self.written = self.duplicates = self.addresses = 0
         self._spool: IO[bytes] | None = None
+        fd, name = tempfile.mkstemp(prefix=INDEX_PREFIX, suffix=".sqlite", dir=root.parent)
+        os.close(fd)
+        self._db_path = Path(name)
+        self._db = sqlite3.connect(name, isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-2048", "temp_store=FILE"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute(_SCHEMA)
+        self._pending: list[tuple[object, ...]] = []
         for d in domains:
             self._domain(d)
 
@@ -121,44 +146,56 @@ class TreeWriter:
             (self.root / domain / "policy").write_bytes(self.policy)
         self.domains.add(domain)
 
-    def _keep(self, rec: Record) -> tuple[int, int] | None:
-        """Where this record's bytes are: None for the file (written by a worker), else spooled."""
+    def add(self, rec: Record) -> None:
+        """Take one record (its bytes spooled unless a worker wrote its file)."""
+        self._domain(rec.domain)
+        off = length = None
         if rec.written:
             self.written += 1
-            return None
-        if self._spool is None:
-            self._spool = tempfile.TemporaryFile(dir=self.root.parent, prefix=".wkd-spool-")  # noqa: SIM115
-        offset = self._spool.seek(0, os.SEEK_END)
-        self._spool.write(rec.data)
-        return offset, len(rec.data)
+        else:
+            if self._spool is None:
+                self._spool = tempfile.TemporaryFile(dir=self.root.parent, prefix=".wkd-spool-")  # noqa: SIM115
+            off = self._spool.seek(0, os.SEEK_END)
+            self._spool.write(rec.data)
+            length = len(rec.data)
+        row = (rec.domain, rec.hash, rec.local, rec.address, rec.fingerprint, rec.created, rec.size)
+        self._pending.append((*row, rec.status, rec.sha256, int(rec.written), off, length))
+        if len(self._pending) >= _FLUSH_EVERY:
+            self._flush()
 
-    def add(self, rec: Record) -> str | None:
-        """Take one record; returns a reason when it is left out (the same key twice for one address)."""
-        self._domain(rec.domain)
-        key = (rec.domain, rec.hash)
-        slot = self.slots.get(key)
-        piece = self._keep(rec)
-        if slot is None:
-            slot = Slot(
-                rec.domain, rec.hash, rec.local, rec.address, [(rec.fingerprint, rec.created, rec.size)]
-            )
-            slot.status.append(rec.status)
-            slot.sha256, slot.file_fpr = rec.sha256, rec.fingerprint if rec.written else ""
-            if not rec.written:
-                slot.pieces = [piece]
-            self.slots[key] = slot
-            return None
-        if slot.pieces is None:
-            slot.pieces = [None]
-        if rec.written:
-            slot.file_fpr = rec.fingerprint
-        if any(k[0] == rec.fingerprint for k in slot.keys):
-            self.duplicates += 1
-            return "same key twice"
-        slot.keys.append((rec.fingerprint, rec.created, rec.size))
-        slot.status.append(rec.status)
-        slot.pieces.append(piece)
-        return None
+    def _flush(self) -> None:
+        if self._pending:
+            self._db.execute("BEGIN")
+            self._db.executemany(_INSERT, self._pending)
+            self._db.execute("COMMIT")
+            self._pending.clear()
+
+    def _slots(self, skip: Callable[[str, str], None]) -> Iterator[Slot]:
+        """The index grouped by file, sorted by (domain, hash); the same key twice is reported."""
+        self._flush()
+        slot: Slot | None = None
+        for row in self._db.execute(_SORTED):
+            domain, hashed, local, address, fpr, created, size, status, sha, written, off, length = row
+            if slot is None or (slot.domain, slot.hash) != (domain, hashed):
+                if slot is not None:
+                    yield slot
+                slot = Slot(domain, hashed, local, address, [(fpr, created, size)], [status], sha or "")
+                slot.file_fpr = fpr if written else ""
+                slot.pieces = None if written else [(off, length)]
+                continue
+            if slot.pieces is None:
+                slot.pieces = [None]
+            if written:
+                slot.file_fpr = fpr
+            if any(k[0] == fpr for k in slot.keys):
+                self.duplicates += 1
+                skip("same key twice", address)
+                continue
+            slot.keys.append((fpr, created, size))
+            slot.status.append(status)
+            slot.pieces.append(None if written else (off, length))
+        if slot is not None:
+            yield slot
 
     def _merge(self, slot: Slot) -> None:
         """Rewrite a file from its kept pieces: newest key first (then by fingerprint)."""
@@ -197,19 +234,27 @@ class TreeWriter:
         self.reused += 1
         self.written -= 1
 
-    def finish(self) -> list[Slot]:
-        """Merge multi-key files, reuse unchanged ones, link the direct tree; slots sorted by domain, hash."""
-        for slot in self.slots.values():
+    def finish(self, skip: Callable[[str, str], None] = lambda reason, what: None) -> Iterator[Slot]:
+        """Merge multi-key files, reuse unchanged ones, link the direct tree; yields the slots sorted by
+        domain and hash, one at a time (consume them all); ``skip(reason, address)`` hears of dropped
+        duplicates."""
+        for slot in self._slots(skip):
             if slot.pieces is not None:
                 self._merge(slot)
             if self.previous:
                 self._reuse(slot)
+            if self.method == "both":
+                os.link(self.root / self._rel(slot.domain, slot.hash), self.root / "hu" / slot.hash)
+            self.addresses += 1
+            yield slot
+
+    def close(self) -> None:
+        """Drop the index and the spool (idempotent)."""
         if self._spool is not None:
             self._spool.close()
-        if self.method == "both":
-            for slot in self.slots.values():
-                os.link(self.root / self._rel(slot.domain, slot.hash), self.root / "hu" / slot.hash)
-        return sorted(self.slots.values(), key=lambda s: (s.domain, s.hash))
+            self._spool = None
+        self._db.close()
+        self._db_path.unlink(missing_ok=True)
 
     def paths(self, slot: Slot) -> dict[str, str]:
         """Relative paths (under ``.well-known/openpgpkey``) of a slot per method."""

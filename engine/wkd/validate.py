@@ -12,6 +12,7 @@ last path check.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from engine.errors import InvalidArgument
@@ -73,10 +74,16 @@ def normalize_address(address: str) -> tuple[str, str, str]:
     local, dom = split_address(address)
     if len(local.encode("utf-8")) > MAX_LOCAL:
         raise InvalidArgument(f"local part is longer than {MAX_LOCAL} bytes")
+    dom = _domain_checked(dom)
+    return local, dom, f"{ascii_lower(local)}@{dom}"
+
+
+@functools.lru_cache(maxsize=256)
+def _domain_checked(dom: str) -> str:
+    """The lowercased domain after the label and path checks (a keyring has few domains: cached)."""
     dom = ascii_lower(dom)
     _check_labels(dom)
-    safe_name(dom)
-    return local, dom, f"{ascii_lower(local)}@{dom}"
+    return safe_name(dom)
 
 
 def idna_alias(domain: str) -> str:
