@@ -146,7 +146,7 @@ def run_measured(argv: list[str], interval: float = 0.05) -> tuple[float, int, i
 
     watcher = threading.Thread(target=poll, daemon=True)
     watcher.start()
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     done.set()
     watcher.join()
@@ -154,7 +154,9 @@ def run_measured(argv: list[str], interval: float = 0.05) -> tuple[float, int, i
     if proc.returncode != 0:
         err = (proc.stderr.read() if proc.stderr else b"").decode("utf-8", "replace").strip().splitlines()
         raise RuntimeError(f"exit {proc.returncode}: {err[-1] if err else 'no message'}")
-    return wall, max(peak["self"], usage.ru_maxrss), peak["child"]
+    # Not usage.ru_maxrss: Linux keeps the high-water mark across fork + exec, so a child of a big process
+    # (a long pytest run) would report its parent's size. VmHWM belongs to the exec'd image alone.
+    return wall, peak["self"], peak["child"]
 
 
 def run_ours(mode: str, src: Path, dst: Path, workers: int, *extra: str) -> float:

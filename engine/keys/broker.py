@@ -35,7 +35,7 @@ from typing import Any
 from engine.errors import InvalidArgument
 from engine.keys.broker_card import CARD_ENV, Card, CardMetrics, RetryPolicy, card_main
 from engine.keys.broker_client import DEFAULT_WINDOW, BrokeredKeyProvider, CardUnavailable, error_from_wire
-from engine.keys.broker_state import CardState, Request, owner_context
+from engine.keys.broker_state import CardState, PrimeCache, Request, owner_context
 from engine.openpgp.public_key import PublicKey
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class CardBroker:
         self.address = ""
         self._authkey = os.urandom(32)
         self.queue_high_water = 0
+        self.primes = PrimeCache()
 
     # -- life cycle ---------------------------------------------------------------------------------
     def start(self) -> CardBroker:
@@ -228,12 +229,27 @@ class CardBroker:
     # -- requests -----------------------------------------------------------------------------------
     def _from_client(self, conn: Connection) -> None:
         try:
-            rid, fingerprint, op, args = conn.recv()
-        except (EOFError, OSError, ValueError, TypeError):
+            msg = conn.recv()
+            if msg[0] == "prime":  # ("prime", [(fingerprint, op, args), ...]): no reply, answers held
+                primed = [Request(None, -1, f, op, tuple(args)) for f, op, args in msg[1]]
+            else:
+                rid, fingerprint, op, args = msg
+                primed = None
+        except (EOFError, OSError, ValueError, TypeError, IndexError):
             self._clients.discard(conn)  # worker gone: its queued requests are skipped in _pump
             conn.close()
             return
-        self._route(Request(conn, rid, fingerprint, op, tuple(args)))
+        if primed is not None:
+            for req in primed:
+                self.primes.add(req)
+                self._route(req)
+            return
+        req = Request(conn, rid, fingerprint, op, tuple(args))
+        taken, answer = self.primes.claim(req)
+        if answer is not None:
+            self._reply(req, *answer)
+        elif not taken:
+            self._route(req)
 
     def _route(self, req: Request) -> None:
         if self._fatal is not None:
@@ -258,7 +274,7 @@ class CardBroker:
     def _pump(self, card: CardState) -> None:
         while card.alive and card.queue and len(card.inflight) < 2:
             req = card.queue.popleft()
-            if req.client not in self._clients:
+            if req.client is not None and req.client not in self._clients:
                 continue
             gid = next(self._gid)
             try:
@@ -349,6 +365,10 @@ class CardBroker:
                     card.conn.send(None)
 
     def _reply(self, req: Request, status: str, value: Any) -> None:
+        if req.client is None:  # a primed operation: to whoever waits for it, or held
+            for waiter in self.primes.settle(req, status, value):
+                self._reply(waiter, status, value)
+            return
         if req.client not in self._clients:
             return
         try:

@@ -39,7 +39,7 @@ _SOURCE_SCD = 6  # GPG_ERR_SOURCE_SCD
 TRANSIENT_CODES = frozenset({62, 80, 81, 108, 109, 110, 112, 119, 120, 16383})
 _DECRYPTION_FAILED = 152
 _PIN_CODES = frozenset({11, 87, 177, 178})  # BAD_PASSPHRASE, BAD_PIN, NO_PASSPHRASE, NO_PIN
-#: Environment a card process needs from its parent (a forkserver child inherits the server's, not ours).
+#: Environment a card process needs from its parent (passed explicitly, whatever the start method).
 CARD_ENV = ("GNUPGHOME", "SOFTHSM2_CONF", "PGPBULK_PKCS11_LOCK", "PGPBULK_PKCS11_MODULE")
 _METHODS = {"rsa": "rsa_decrypt", "ecdh": "ecdh_shared"}
 

@@ -7,7 +7,9 @@ the RFC 6637 KDF and key unwrap stay in the worker (:func:`engine.keys.providers
 
 Wire format (pickled tuples over :mod:`multiprocessing.connection`, one Unix socket per worker process):
 request ``(rid, fingerprint, op, args)`` with ``op`` "rsa" (``args = (c,)``) or "ecdh" (``(point,
-wrapped)``); reply ``(rid, "ok", value)`` or ``(rid, "err", (kind, message))``.
+wrapped)``); reply ``(rid, "ok", value)`` or ``(rid, "err", (kind, message))``. ``("prime", [(fingerprint,
+op, args), ...])`` queues operations without a reply: the broker holds each answer until some worker
+asks for the same operation (the parent primes the card while the workers start).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class BrokerClient:
         self._next = 0
         self._outstanding: set[int] = set()
         self._done: dict[int, tuple[str, Any]] = {}
+        self._forgotten: set[int] = set()
         self._lock = threading.RLock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -89,6 +92,7 @@ class BrokerClient:
             self._conn, self._pid = None, os.getpid()  # an inherited socket is the parent's: never use it
             self._outstanding.clear()
             self._done.clear()
+            self._forgotten.clear()
             try:
                 self._conn = Client(self.address, family="AF_UNIX", authkey=self._authkey)
             except (OSError, EOFError) as exc:
@@ -110,6 +114,26 @@ class BrokerClient:
                 raise BrokerClosed(f"card broker went away: {exc}") from exc
             self._outstanding.add(rid)
             return rid
+
+    def prime(self, steps: Sequence[tuple[bytes, str, tuple[bytes, ...]]]) -> None:
+        """Queue ``(fingerprint, op, args)`` operations whose answers the broker keeps for a later
+        :meth:`submit` of the same operation (from any process); nothing comes back here."""
+        if not steps:
+            return
+        with self._lock:
+            try:
+                self._connection().send(("prime", list(steps)))
+            except OSError as exc:
+                self._conn = None
+                raise BrokerClosed(f"card broker went away: {exc}") from exc
+
+    def forget(self, rid: int) -> None:
+        """Drop request ``rid``: its answer is discarded when it comes (it still counts in the window)."""
+        with self._lock:
+            if self._done.pop(rid, None) is not None:
+                self._outstanding.discard(rid)
+            elif rid in self._outstanding:
+                self._forgotten.add(rid)
 
     def result(self, rid: int) -> bytes:
         """The answer to request ``rid`` (blocks); the broker's error, re-raised typed, otherwise."""
@@ -133,10 +157,16 @@ class BrokerClient:
             rid, status, value = conn.recv()
         except (EOFError, OSError) as exc:
             self._conn = None
+            self._outstanding -= self._forgotten
+            self._forgotten.clear()
             for pending in self._outstanding - set(self._done):
                 self._done[pending] = ("err", ("closed", "card broker closed the connection"))
             if not self._outstanding:
                 raise BrokerClosed("card broker closed the connection") from exc
+            return
+        if rid in self._forgotten:
+            self._forgotten.discard(rid)
+            self._outstanding.discard(rid)
             return
         self._done[rid] = (status, value)
 
@@ -211,7 +241,7 @@ class BrokeredKeyProvider:
         self._inner = RemoteKeyProvider(
             (pub, _BrokerRaw(self.client, pub.fingerprint)) for pub in self.publics
         )
-        self._ready: dict[tuple[Any, ...], SessionKey | PgpBulkError] = {}
+        self._ready: dict[tuple[Any, ...], SessionKey | PgpBulkError | tuple[PublicKey, int]] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (BrokeredKeyProvider, self._args)
@@ -223,20 +253,61 @@ class BrokeredKeyProvider:
         return self._inner.fingerprints()
 
     def decrypt_session_key(self, pkesk: Pkesk) -> SessionKey:
-        """One PKESK: the answer :meth:`prefetch` got for it, else one round trip to the card."""
+        """One PKESK: the answer :meth:`prefetch` queued for it (waiting for it if need be), else one
+        round trip to the card."""
         ready = self._ready.pop(_identity(pkesk), None)
+        if ready is None:
+            return self._inner.decrypt_session_key(pkesk)
         if isinstance(ready, PgpBulkError):
             raise ready
-        return ready if ready is not None else self._inner.decrypt_session_key(pkesk)
+        if isinstance(ready, tuple):
+            public, rid = ready
+            return decrypt_pkesk(pkesk, public, _Replay(self.client.result(rid)))
+        return ready
 
     def prefetch(self, pkesks: Sequence[Pkesk]) -> None:
-        """Decrypt ``pkesks`` ahead, all queued on the card at once (:meth:`decrypt_session_keys`), and
-        keep the answers for the next :meth:`decrypt_session_key` calls; forgets an earlier prefetch.
-        A worker calls it with the PKESKs of its whole batch so the card never waits between messages."""
+        """Queue the card operations of ``pkesks`` at once (up to the window) and keep their request ids
+        for the next :meth:`decrypt_session_key` calls, which each wait for their own answer only: a
+        worker handles a message as soon as its answer is back, while the card works on the next ones.
+        Forgets an earlier prefetch. A worker calls it with the PKESKs of its whole batch."""
+        for ready in self._ready.values():
+            if isinstance(ready, tuple):
+                self.client.forget(ready[1])
         self._ready.clear()
-        wanted = [p for p in pkesks if not p.anonymous and p.key_id in self.key_ids()]
-        for pkesk, result in zip(wanted, self.decrypt_session_keys(wanted), strict=True):
-            self._ready[_identity(pkesk)] = result
+        for pkesk, step in self._steps(pkesks):
+            ident = _identity(pkesk)
+            if ident in self._ready:
+                continue
+            if isinstance(step, PgpBulkError):
+                self._ready[ident] = step
+            else:
+                public, op, args = step
+                self._ready[ident] = (public, self.client.submit(public.fingerprint, op, args))
+
+    def prime(self, pkesks: Sequence[Pkesk]) -> None:
+        """Queue the card operations of ``pkesks`` on the broker, which holds their answers for whichever
+        worker later asks for the same operations (:meth:`prefetch`). For the parent of a run: the card
+        starts while the workers are still starting."""
+        steps = [step for _, step in self._steps(pkesks) if not isinstance(step, PgpBulkError)]
+        self.client.prime([(public.fingerprint, op, args) for public, op, args in steps])
+
+    def _steps(
+        self, pkesks: Sequence[Pkesk]
+    ) -> list[tuple[Pkesk, tuple[PublicKey, str, tuple[bytes, ...]] | PgpBulkError]]:
+        """The card step of each of our PKESKs with one candidate key (or why it has none)."""
+        out: list[tuple[Pkesk, tuple[PublicKey, str, tuple[bytes, ...]] | PgpBulkError]] = []
+        ids = self.key_ids()
+        for pkesk in pkesks:
+            public = None if pkesk.anonymous or pkesk.key_id not in ids else self._single_candidate(pkesk)
+            if public is None:
+                continue
+            try:
+                decrypt_pkesk(pkesk, public, _Recorder())
+            except _Captured as step:
+                out.append((pkesk, (public, step.op, step.args)))
+            except PgpBulkError as exc:
+                out.append((pkesk, exc))
+        return out
 
     def decrypt_session_keys(self, pkesks: Sequence[Pkesk]) -> list[SessionKey | PgpBulkError]:
         """Many PKESKs with their card operations queued ahead all at once (up to the window), so the

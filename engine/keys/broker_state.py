@@ -1,5 +1,5 @@
 """The card broker's bookkeeping (:mod:`engine.keys.broker`): a queued request, a card's queue, in-flight
-operations and counters, and the start method of the owner processes."""
+operations and counters, the answers of primed operations, and the start method of the owner processes."""
 
 from __future__ import annotations
 
@@ -14,13 +14,72 @@ from engine.keys.broker_card import CardMetrics
 
 @dataclass(eq=False)
 class Request:
-    """One worker request, waiting for a card or in flight."""
+    """One worker request, waiting for a card or in flight; ``client`` None: a primed operation."""
 
-    client: Connection
+    client: Connection | None
     rid: int
     fingerprint: bytes
     op: str
     args: tuple[bytes, ...]
+
+    @property
+    def key(self) -> tuple[bytes, str, tuple[bytes, ...]]:
+        return self.fingerprint, self.op, self.args
+
+
+@dataclass(eq=False)
+class _Primed:
+    pending: int = 0  # primed operations of this key not answered yet
+    answers: deque[tuple[str, Any]] = field(default_factory=deque)
+    waiters: deque[Request] = field(default_factory=deque)
+
+
+class PrimeCache:
+    """Operations queued on a card before any worker asked (the parent reads ahead of the workers), and
+    their answers, held until a worker asks for the same operation. One primed operation answers one
+    request (the same message twice in an archive is primed, and done, twice); a request that finds its
+    operation still on the card waits for it."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], _Primed] = {}
+        self.primed = 0
+        self.hits = 0
+
+    def add(self, req: Request) -> None:
+        """Count ``req``, a primed operation the caller sends to a card."""
+        self._entries.setdefault(req.key, _Primed()).pending += 1
+        self.primed += 1
+
+    def claim(self, req: Request) -> tuple[bool, tuple[str, Any] | None]:
+        """A worker's ``req``: ``(False, None)`` nothing primed for it (route it); ``(True, None)`` on the
+        card (``req`` waits for it); ``(True, answer)`` the held answer, handed out once."""
+        entry = self._entries.get(req.key)
+        if entry is None or (not entry.answers and entry.pending <= len(entry.waiters)):
+            return False, None
+        self.hits += 1
+        if not entry.answers:
+            entry.waiters.append(req)
+            return True, None
+        answer = entry.answers.popleft()
+        self._tidy(req.key, entry)
+        return True, answer
+
+    def settle(self, req: Request, status: str, value: Any) -> list[Request]:
+        """A primed operation's answer: the request waiting for it (to answer now), or kept for later."""
+        entry = self._entries.get(req.key)
+        if entry is None:
+            return []
+        entry.pending -= 1
+        if entry.waiters:
+            waiter = entry.waiters.popleft()
+            self._tidy(req.key, entry)
+            return [waiter]
+        entry.answers.append((status, value))
+        return []
+
+    def _tidy(self, key: tuple[Any, ...], entry: _Primed) -> None:
+        if not (entry.pending or entry.answers or entry.waiters):
+            del self._entries[key]
 
 
 @dataclass(eq=False)
@@ -59,6 +118,7 @@ class CardState:
 
 
 def owner_context() -> Any:
-    """``forkserver`` (``spawn`` where missing): a card process must not inherit the parent's sessions."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    """``spawn``: a card process must not inherit the parent's sessions (so no ``fork``), and it should
+    not wait for the pool's fork server either, which loads the whole job before forking anything; a
+    fresh interpreter importing only the card's modules is up sooner, while that server loads beside it."""
+    return multiprocessing.get_context("spawn")

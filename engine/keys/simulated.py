@@ -39,6 +39,10 @@ class SoftRawDecryptor:
     def __getstate__(self) -> dict[str, Any]:
         return {"_der": self._der, "_private": None}  # key objects do not pickle; DER does
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._key()  # load on arrival (a card's opening), not inside the first timed operation
+
     def _key(self) -> Any:
         if self._private is None:
             self._private = serialization.load_der_private_key(self._der, None)

@@ -8,15 +8,19 @@ once per process. The payload functions below use that state and the in-process 
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InvalidArgument, NoMatchingKey, PgpBulkError, UnusableKey
+from engine.armor import armor, dearmor
+from engine.errors import IntegrityError, InvalidArgument, NoMatchingKey, PgpBulkError, UnusableKey
 from engine.keys.errors import BadPassphrase, ProviderStopped
 from engine.openpgp import message
+from engine.openpgp.constants import SymmetricAlgorithm
 from engine.openpgp.keys import read_certs
 from engine.openpgp.pkesk import Pkesk, Recipient, SessionKey
 from engine.openpgp.provider import InProcessKeyProvider, KeyProvider
@@ -153,38 +157,31 @@ class WorkerState:
         self.aead = bool(self.recipients) and all(r.seipd_v2 for r in self.recipients)
         self.provider: KeyProvider | None = open_provider(config.keys) if config.keys else None
         self.broker = config.keys.broker if config.keys else None
-        self._self_check: tuple[Recipient, KeyProvider] | None = None
         self.last_session_key: SessionKey | None = None
+        self._last_digest = b""
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """Armored message for the recipients (the encrypt payload function)."""
         return message.encrypt(plaintext, self.recipients, armor=True, aead=self.aead)
 
     def encrypt_checkable(self, plaintext: bytes) -> bytes:
-        """Like :meth:`encrypt`, remembering the session key so the result can be checked in memory.
-
-        The message is encrypted to a throwaway key of this process, whose PKESK yields the session key,
-        then re-wrapped to the real recipients: the same data packet, the real PKESKs only.
-        """
-        recipient, provider = self._checker()
-        sealed = message.encrypt(plaintext, [recipient], aead=self.aead)
-        sk = message.decrypt_session_key(sealed, provider)
-        self.last_session_key = sk
-        return message.rewrap(sealed, sk, self.recipients, armor=True)
+        """Like :meth:`encrypt`, remembering the session key (chosen here, fresh for every message) and
+        the binary message's hash, so that :meth:`open_with_last_key` can check the result in memory
+        without a key operation."""
+        sk = SessionKey(SymmetricAlgorithm.AES256, os.urandom(SymmetricAlgorithm.AES256.key_size))
+        binary = message.encrypt(plaintext, self.recipients, aead=self.aead, session_key=sk)
+        self.last_session_key, self._last_digest = sk, hashlib.sha256(binary).digest()
+        return armor(binary)
 
     def open_with_last_key(self, armored: bytes) -> bytes:
-        """Decrypt what :meth:`encrypt_checkable` produced last, with its session key."""
+        """Decrypt what :meth:`encrypt_checkable` produced last with its session key (the data packet in
+        full: MDC or AEAD tags), after checking that every byte (the PKESKs too) is as it was made."""
         if self.last_session_key is None:
             raise InvalidArgument("no session key to check with")
-        return message.decrypt(armored, session_key=self.last_session_key).plaintext
-
-    def _checker(self) -> tuple[Recipient, KeyProvider]:
-        if self._self_check is None:
-            from engine.openpgp.keygen import generate
-
-            key = generate("pgpbulk self-check")
-            self._self_check = (message.recipient_of(key), InProcessKeyProvider([key]))
-        return self._self_check
+        binary = dearmor(armored).data
+        if hashlib.sha256(binary).digest() != self._last_digest:
+            raise IntegrityError("the message differs from the one encrypted")
+        return message.decrypt(binary, session_key=self.last_session_key).plaintext
 
     def prefetch(self, raws: Sequence[bytes]) -> None:
         """With card keys: queue the card operations of a whole batch of messages at once (the first

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from engine.armor import ArmorWarning
 from engine.errors import InvalidArgument, NoMatchingKey
+from engine.mail.cardprime import card_refs
 from engine.mail.classify import MailClass, classify
 from engine.mail.crypto import (
     STOP_ERRORS,
@@ -35,12 +36,13 @@ from engine.mail.crypto import (
 )
 from engine.mail.headers import Head, parse_head
 from engine.mail.item import MailItem
-from engine.mail.mbox import MboxRef
+from engine.mail.mbox import MboxRef, entry
 from engine.mail.pgpmime import NotWrappable, unwrap, wrap
 from engine.mail.report import Report, Result
 from engine.mail.sinks import ArchiveSink, Processed, partial_of, read_records
 from engine.mail.source import Sink, open_sink, open_source, sink_format
 from engine.scheduler import Failed, Journal, Progress, RunReport, run_journaled
+from engine.scheduler.pool import prestart
 
 Payload = Callable[[bytes], bytes]
 MODES = ("encrypt", "decrypt")
@@ -210,6 +212,8 @@ def decrypt_archive(
 # --- journaled runs on the process pool -----------------------------------------------------------
 
 BATCH_BYTES = 8 << 20
+#: What a worker imports besides the initializer's module: loaded once, in the fork server.
+_WORKER_MODULES = ("engine.mail.job", "engine.mail.reencrypt", "engine.keys.broker_client")
 CHECKPOINT_SECONDS = 0.0  # journal every batch (issue 6); a positive value commits at most that often
 ERRORS = ("copied",)
 
@@ -240,8 +244,11 @@ def encrypt_checked(item: MailItem, cls: MailClass, opts: JobOptions, head: Head
     return result
 
 
-def work_item(opts: JobOptions, item: MailItem) -> Processed:
-    """Worker side of a journaled run: one message in, its output and outcome back; never raises."""
+def work_item(opts: JobOptions, item: MailItem, out_fmt: str = "") -> Processed:
+    """Worker side of a journaled run: one message in, its output and outcome back; never raises.
+
+    ``out_fmt="mbox"``: the output is built here as the mbox sink appends it (:meth:`Processed.for_mbox`),
+    whose hash (in the record) serves the re-read check, so the message alone is not hashed."""
     try:
         with warnings.catch_warnings():  # a bad CRC in some message's armor is that message's business
             warnings.simplefilter("ignore", ArmorWarning)
@@ -251,23 +258,24 @@ def work_item(opts: JobOptions, item: MailItem) -> Processed:
     except Exception as e:  # a bug or a provider failure: keep the message, say why
         result = Result(item.index, "malformed", "copied", item.raw, _sha(item.raw), f"error: {e!r}")
     out = item.with_raw(result.raw)
-    return Processed(
+    done = Processed(
         out, result.mail_class, result.outcome, result.sha256, len(item.raw), item.source, item.offset,
-        result.reason, _sha(result.raw),
+        result.reason, "" if out_fmt == "mbox" else _sha(result.raw),
     )  # fmt: skip
+    return done.for_mbox() if out_fmt == "mbox" else done
 
 
 def _size(item: MailItem | MboxRef) -> int:
     return len(item.raw) if isinstance(item, MailItem) else item.length
 
 
-def work_batch(opts: JobOptions, refs: list[MailItem | MboxRef]) -> list[Processed]:
+def work_batch(opts: JobOptions, refs: list[MailItem | MboxRef], out_fmt: str = "") -> list[Processed]:
     """Worker side, one batch: read the messages (an :class:`MboxRef` is read here, not in the parent),
     queue the card operations of all of them first (card keys), then process them one by one. A wrong
     PIN or a lost card raises (the run stops, see :func:`_stop_on`)."""
     items = [r if isinstance(r, MailItem) else r.load() for r in refs]
     current().prefetch([item.raw for item in items])
-    return [work_item(opts, item) for item in items]
+    return [work_item(opts, item, out_fmt) for item in items]
 
 
 def _stop_on(result: object) -> tuple[str, str] | None:
@@ -298,13 +306,18 @@ def _identity(path: Path) -> dict[str, object]:
 
 
 def verify_output(path: Path, fmt: str, records: list[dict[str, object]]) -> dict[str, object]:
-    """Re-read a written archive: every message once, in order, with the bytes the workers produced."""
+    """Re-read a written archive: every message once, in order, with the bytes the workers produced
+    (``out_sha256``, or for an mbox record with ``wsha`` the hash of the message as stored)."""
     by_name = {r["name"]: r for r in records} if fmt != "mbox" else {}
     mismatches: list[int] = []
     count = 0
     for item in open_source(path, "mboxrd" if fmt == "mbox" else fmt):
         rec = records[item.index] if fmt == "mbox" and item.index < len(records) else by_name.get(item.name)
-        if rec is None or _sha(item.raw) != rec["out_sha256"]:
+        if rec is None or (
+            _sha(entry(item.raw, item.separator_line)) != rec["wsha"]
+            if rec.get("wsha")
+            else _sha(item.raw) != rec["out_sha256"]
+        ):
             mismatches.append(item.index)
         count += 1
     self_check = [int(r["i"]) for r in records if r["reason"] == "self-check failed"]  # type: ignore[call-overload]
@@ -365,12 +378,13 @@ def run_job(
     params = {"opts": {**asdict(opts), "verify": None}, "src": _identity(src), "fmt": source.fmt, "out": fmt_out,
               "recipients": [_sha(c) for c in crypto.recipients], "keys": crypto.keys and crypto.keys.specs}  # fmt: skip
     run = RunReport()
+    prestart(workers, init_worker, _WORKER_MODULES)  # the pool's fork server loads while the card starts
     with card_session(crypto) as (crypto, broker):  # card and token keys: one broker for all workers
         check_config(crypto)
         sink = ArchiveSink(dst, fmt_out, overwrite=overwrite)
         try:
             run_journaled(
-                source.refs(), partial(work_batch, opts), sink, Journal(journal_path), params, resume=resume,
+                card_refs(source, crypto), partial(work_batch, opts, out_fmt=fmt_out), sink, Journal(journal_path), params, resume=resume,
                 progress=progress, report=run, outcome=lambda p: p.outcome, workers=workers,
                 batch_size=batch_size, batch_bytes=BATCH_BYTES, item_size=_size,
                 initializer=init_worker, initargs=(crypto,), batched=True, stop_on=_stop_on,

@@ -12,11 +12,12 @@ does not end in a line ending (or whose Content-Length runs past the end) is fla
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from engine.errors import InvalidArgument, StructuralError
 from engine.mail.headers import eol_of, field_value, iter_fields
@@ -226,6 +227,49 @@ def _frames(path: str | Path, variant: str) -> Iterator[tuple[int, bytes, int, b
                 buf.fill()
 
 
+_RELEASE_EVERY = 32 << 20  # bytes of scanned map released at a time (they stay in the page cache)
+
+
+def _mapped_frames(path: str | Path) -> Iterator[tuple[int, bytes, int, bytes | mmap.mmap, int, int, bool]]:
+    """:func:`_frames` for ``From ``-separated variants on a memory map: no buffer copies; offsets are
+    file offsets (``start``/``end`` index the map). Same separator rule, same results."""
+    source = str(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 5:
+            if f.read().strip():
+                raise StructuralError("not an mbox file (no 'From ' line at the start)", 0, source)
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if data[:5] != b"From ":
+                raise StructuralError("not an mbox file (no 'From ' line at the start)", 0, source)
+            search = _searcher(b"\nFrom ")
+            pos, index, released = 0, 0, 0
+            while pos < size:
+                if pos - released >= _RELEASE_EVERY:  # keep RSS flat: scanned pages leave the map
+                    upto = pos - pos % mmap.PAGESIZE
+                    data.madvise(mmap.MADV_DONTNEED, released, upto - released)
+                    released = upto
+                nl = data.find(b"\n", pos)
+                if nl < 0:  # a separator line cut short at end of file
+                    yield index, data[pos:], pos, data, 0, 0, True
+                    return
+                start = nl + 1
+                m = search(data, nl)
+                nxt = size if m is None else m.start() + 1
+                end, had_eol = _message_end(data, start, nxt)  # type: ignore[arg-type]
+                yield index, data[pos:start], pos, data, start, end, m is None and not had_eol and end > start
+                pos = nxt
+                index += 1
+
+
+def _frames_of(path: str | Path, variant: str) -> Iterator[tuple[int, bytes, int, Any, int, int, bool]]:
+    """:func:`_frames` (mboxcl2) or :func:`_mapped_frames`: ``data[start:end]`` are the stored bytes."""
+    if variant not in VARIANTS:
+        raise InvalidArgument(f"unknown mbox variant {variant!r}; expected one of {VARIANTS}")
+    yield from _frames(path, variant) if variant == "mboxcl2" else _mapped_frames(path)
+
+
 def read_mbox(path: str | Path, variant: str = "mboxrd") -> Iterator[MailItem]:
     """Yield the messages of an mbox file one by one, in constant memory beyond the largest message.
 
@@ -234,7 +278,7 @@ def read_mbox(path: str | Path, variant: str = "mboxrd") -> Iterator[MailItem]:
     ``From `` scanning where it does not).
     """
     source = str(path)
-    for index, sep, offset, data, start, end, truncated in _frames(path, variant):
+    for index, sep, offset, data, start, end, truncated in _frames_of(path, variant):
         raw = bytes(data[start:end])
         if variant == "mboxrd":
             raw = unquote(raw)
@@ -244,13 +288,23 @@ def read_mbox(path: str | Path, variant: str = "mboxrd") -> Iterator[MailItem]:
 def scan_mbox(path: str | Path, variant: str = "mboxrd") -> Iterator[MboxRef]:
     """Like :func:`read_mbox`, but yield where each message lies (:class:`MboxRef`), not its bytes."""
     source = str(path)
-    for index, sep, offset, _, start, end, truncated in _frames(path, variant):
+    for index, sep, offset, _, start, end, truncated in _frames_of(path, variant):
         yield MboxRef(source, variant, index, offset, sep, end - start, truncated)
 
 
 def separator_eol(raw: bytes) -> bytes:
     """The line ending written after ``raw`` (see the module docstring for why it is exact)."""
     return b"\r\n" if raw.endswith(b"\r") or eol_of(raw) == b"\r\n" else b"\n"
+
+
+def entry(raw: bytes, separator_line: bytes | None = None) -> bytes:
+    """One message as mboxrd stores it: its ``From `` line (a neutral one when it has none), the quoted
+    bytes and the separator's line ending; what :class:`MboxWriter` appends (a worker can build it)."""
+    sep = separator_line or DEFAULT_SEPARATOR
+    if not sep.startswith(b"From ") or b"\n" in sep[:-1]:
+        raise InvalidArgument("an mbox separator must be one line starting with 'From '")
+    eol = separator_eol(raw)
+    return b"".join((sep if sep.endswith(b"\n") else sep + eol, quote(raw), eol))
 
 
 class MboxWriter:
@@ -262,14 +316,7 @@ class MboxWriter:
 
     def write(self, raw: bytes, separator_line: bytes | None = None) -> None:
         """Write one message after its ``From `` line (a neutral one when it has none)."""
-        sep = separator_line or DEFAULT_SEPARATOR
-        if not sep.startswith(b"From ") or b"\n" in sep[:-1]:
-            raise InvalidArgument("an mbox separator must be one line starting with 'From '")
-        if not sep.endswith(b"\n"):
-            sep += separator_eol(raw)
-        self.f.write(sep)
-        self.f.write(quote(raw))
-        self.f.write(separator_eol(raw))
+        self.f.write(entry(raw, separator_line))
         self.count += 1
 
 
@@ -287,6 +334,7 @@ __all__ = [
     "VARIANTS",
     "MboxRef",
     "MboxWriter",
+    "entry",
     "quote",
     "read_mbox",
     "scan_mbox",

@@ -4,19 +4,21 @@ Output goes to ``DST.partial`` (a file or a folder, mode 0600/0700) and a per-me
 ``DST.journal-records`` (JSON lines: class, outcome, hashes, sizes, output name), both made durable at
 each checkpoint before the journal commits. Rewinding to a journaled position keeps exactly the first
 ``items`` messages: an mbox is truncated to the journaled offset after its prefix is checked against the
-journaled SHA-256 (:class:`~engine.scheduler.AppendFile`); in a Maildir or .eml folder, whose files are
+journaled digest (a segmented :class:`~engine.scheduler.AppendFile`: one segment per message, whose
+length and SHA-256, computed by the worker that built it, are in its record); in a Maildir or .eml folder, whose files are
 idempotent per name, every file not named in the kept records is removed. Generated Maildir names carry a
 stamp kept in the journal's digest field, so a resumed run names messages as the first run did.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +27,20 @@ from engine.mail.emldir import EmlDirWriter
 from engine.mail.item import MailItem
 from engine.mail.maildir import SUBDIRS, MaildirWriter, fix_sizes
 from engine.mail.mbox import MboxWriter
+from engine.mail.mbox import entry as mbox_entry
 from engine.mail.source import sink_format
 from engine.scheduler import AppendFile, Failed, Position, ResumeRefused
 from engine.scheduler.journal import fsync_dir
+from engine.scheduler.sink import segment_entry
 
 
 @dataclass(frozen=True)
 class Processed:
-    """One message's result as a worker returns it: the output item and what happened."""
+    """One message's result as a worker returns it: the output item and what happened.
+
+    For an mbox sink the worker also builds what is written (:meth:`for_mbox`): ``chunk`` (the
+    message as stored), ``entry`` (its segment digest) and ``record`` (its record line); ``item`` then
+    carries no bytes, so the parent only appends."""
 
     item: MailItem  # the output bytes at the source message's place (separator, name, folder)
     mail_class: str
@@ -42,7 +50,38 @@ class Processed:
     source: str = ""
     offset: int = 0
     reason: str | None = None
-    out_sha256: str = ""  # of the bytes written, for the final re-read check
+    out_sha256: str = ""  # of the output message, for the final re-read check (with --verify)
+    chunk: bytes = b""
+    entry: bytes = b""
+    record: bytes = b""
+
+    def for_mbox(self) -> Processed:
+        """This result ready for an mbox sink (done in the worker)."""
+        item = self.item
+        chunk = mbox_entry(item.raw, item.separator_line)
+        sha = hashlib.sha256(chunk).digest()
+        rec = self._record(None, len(item.raw)) | {"w": len(chunk), "wsha": sha.hex()}
+        return replace(self, item=replace(item, raw=b""), chunk=chunk, entry=segment_entry(len(chunk), sha),
+                       record=_line(rec))  # fmt: skip
+
+    def _record(self, name: str | None, out: int) -> dict[str, Any]:
+        return {
+            "i": self.item.index,
+            "class": self.mail_class,
+            "outcome": self.outcome,
+            "sha256": self.sha256,
+            "out_sha256": self.out_sha256,
+            "in": self.bytes_in,
+            "out": out,
+            "file": self.source,
+            "offset": self.offset,
+            "reason": self.reason,
+            "name": name,
+        }
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
 
 
 def _remove(path: Path) -> None:
@@ -98,8 +137,12 @@ class ArchiveSink:
         if self.fmt == "mbox":
             if fresh:
                 os.close(os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            self._file = AppendFile(self.partial)
-            self._file.rewind(position)
+            self._file = AppendFile(self.partial, segmented=True)
+            try:
+                segments = [(int(r["w"]), bytes.fromhex(r["wsha"])) for r in kept]
+            except (KeyError, TypeError, ValueError):
+                raise ResumeRefused(f"{self.records}: records of another version; start afresh") from None
+            self._file.rewind(position, segments)
             self._writer = MboxWriter(self._file)  # type: ignore[arg-type]
             return
         if not fresh:
@@ -141,17 +184,25 @@ class ArchiveSink:
             raise ResumeRefused(f"{self.partial}: {len(missing)} journaled messages are missing")
 
     def write_batch(self, results: list[Any]) -> None:
-        """Write each processed message and queue its record (durable at :meth:`checkpoint`)."""
+        """Write the processed messages and queue their records (durable at :meth:`checkpoint`).
+
+        mbox: one write of what the workers built (:meth:`Processed.for_mbox`), no per-message work."""
         for p in results:
             if isinstance(p, Failed):  # item functions never raise; this is a bug, not a message problem
                 raise InvalidArgument(f"message #{p.index} could not be processed: {p.reason}")
-            self._pending.append(self._write(p))
+        if self._file is not None and all(p.entry for p in results):
+            self._file.write_segments([b"".join([p.chunk for p in results])], [p.entry for p in results])
+            self._pending += [p.record for p in results]
+            return
+        self._pending += [self._write(p) for p in results]
 
     def _write(self, p: Processed) -> bytes:
         item, w, name = p.item, self._writer, None
         if isinstance(w, MboxWriter):
-            w.write(item.raw, item.separator_line)
-        elif isinstance(w, MaildirWriter):
+            p = p.for_mbox()
+            self._file.write_segments([p.chunk], [p.entry])  # type: ignore[union-attr]
+            return p.record
+        if isinstance(w, MaildirWriter):
             name = item.name if item.subdir else f"{self._stamp}.M{item.index:08d}.pgpbulk:2,"
             name = fix_sizes(name, item.raw)
             w.write(item.raw, name, item.subdir)
@@ -159,20 +210,7 @@ class ArchiveSink:
             name = Path(w.write(item.raw, item.name, item.index)).name
         else:
             raise InvalidArgument("sink not rewound")
-        rec = {
-            "i": item.index,
-            "class": p.mail_class,
-            "outcome": p.outcome,
-            "sha256": p.sha256,
-            "out_sha256": p.out_sha256,
-            "in": p.bytes_in,
-            "out": len(item.raw),
-            "file": p.source,
-            "offset": p.offset,
-            "reason": p.reason,
-            "name": name,
-        }
-        return json.dumps(rec, separators=(",", ":")).encode() + b"\n"
+        return _line(p._record(name, len(item.raw)))
 
     def checkpoint(self) -> tuple[int, str]:
         """Output durable first, then the records; returns the journal's ``(offset, digest)``."""

@@ -197,7 +197,7 @@ def open_data(parsed: ParsedMessage, sk: SessionKey, allow_legacy_sed: bool = Fa
 
 
 def decrypt(
-    message: bytes | bytearray | memoryview,
+    message: bytes | bytearray | memoryview | ParsedMessage,
     key_provider: KeyProvider | None = None,
     *,
     session_key: SessionKey | None = None,
@@ -209,7 +209,7 @@ def decrypt(
     Either ``key_provider`` or a known ``session_key`` must be given. ``max_output`` bounds the
     decompressed size (a compression bomb raises DecompressionLimit).
     """
-    parsed = parse_message(message)
+    parsed = _as_parsed(message)
     if session_key is not None:
         sk = _check_session_key(parsed, session_key)
     elif key_provider is not None:
@@ -280,11 +280,13 @@ def encrypt(
     compress: bool | CompressionAlgorithm = False,
     anonymous: bool = False,
     literal_format: str = "b",
+    session_key: SessionKey | None = None,
 ) -> bytes:
     """Encrypt ``plaintext`` to ``recipients`` (certificates); see the module docstring for choices.
 
     ``literal_format`` is the literal data format octet: 'b' (binary), 't' or 'u' (UTF-8 text); the
-    bytes are written unchanged either way."""
+    bytes are written unchanged either way. ``session_key``: use this key (its algorithm, if set, must
+    be ``cipher``) instead of a fresh random one, e.g. to check the result in memory; never reuse one."""
     if not recipients:
         raise InvalidArgument("encrypt needs at least one recipient")
     if not isinstance(plaintext, bytes | bytearray | memoryview):
@@ -293,7 +295,12 @@ def encrypt(
         plaintext = read_all(plaintext)
     rcpts = resolve_recipients(recipients)
     use_aead = _choose_aead(rcpts, aead)
-    sk = SessionKey(cipher, os.urandom(cipher.key_size))
+    if session_key is None:
+        sk = SessionKey(cipher, os.urandom(cipher.key_size))
+    elif session_key.algorithm not in (None, cipher) or len(session_key.key) != cipher.key_size:
+        raise InvalidArgument(f"the session key does not fit {cipher.name}")
+    else:
+        sk = SessionKey(cipher, session_key.key)
     head = literal_header(format_octet(literal_format), filename, date)
     head = packet_header(PacketTag.LITERAL, len(head) + len(plaintext)) + head
     if compress:

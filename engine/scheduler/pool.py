@@ -181,6 +181,30 @@ def pool_context() -> BaseContext:
     return multiprocessing.get_context(wanted)
 
 
+def _preload(ctx: BaseContext, initializer: Callable[..., Any] | None, extra: Sequence[str] = ()) -> None:
+    module = getattr(initializer, "__module__", None)
+    if ctx.get_start_method() == "forkserver" and module and module != "__main__":
+        ctx.set_forkserver_preload(["__main__", module, *extra])  # type: ignore[attr-defined]
+
+
+def prestart(
+    workers: int | None, initializer: Callable[..., Any] | None, modules: Sequence[str] = ()
+) -> None:
+    """Start the fork server now, loading ``initializer``'s module and ``modules``, so that it loads while
+    the caller goes on starting (a card's owner process, say) and each worker is then forked ready.
+    Does nothing when the run will not use a pool of its own (one worker) or under another start method;
+    a no-op once the fork server runs (it is one per process)."""
+    if ((os.cpu_count() or 1) if workers is None else workers) <= 1:
+        return
+    ctx = pool_context()
+    if ctx.get_start_method() != "forkserver":
+        return
+    _preload(ctx, initializer, modules)
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()  # spawns the server and returns; it imports while we go on
+
+
 @contextmanager
 def process_pool(
     workers: int, initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = ()
@@ -191,9 +215,7 @@ def process_pool(
     on first use), so each worker is forked with it loaded instead of importing it anew.
     """
     ctx = pool_context()
-    module = getattr(initializer, "__module__", None)
-    if ctx.get_start_method() == "forkserver" and module and module != "__main__":
-        ctx.set_forkserver_preload(["__main__", module])  # type: ignore[attr-defined]
+    _preload(ctx, initializer)  # too late (and harmless) once :func:`prestart` started the server
     with worker_log_queue(ctx) as (queue, level):
         pool = ProcessPoolExecutor(
             workers, mp_context=ctx, initializer=_bootstrap, initargs=(queue, level, initializer, initargs)

@@ -5,12 +5,20 @@ A :class:`ResumableSink` writes a batch of results, makes it durable and says wh
 :class:`AppendFile` is that sink for a single byte stream (an mbox, a concatenation of messages); its
 digest is the SHA-256 of the file's first ``offset`` bytes, checked again on resume, so damage to the
 finished part of the output is detected instead of silently extended.
+
+**Segmented digest** (``AppendFile(path, segmented=True)``): the file is written as segments whose
+SHA-256 the caller may already know (a worker hashed what it built), so the writer hashes nothing. The
+digest is ``seg:`` + SHA-256 of the segments' ``(length, SHA-256)`` list; on resume the caller gives that
+list back (it keeps it beside the output, e.g. in per-message records): it must hash to the journaled
+digest, and every segment of the file must hash as listed, which checks the same bytes as a whole-file
+hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
@@ -18,6 +26,12 @@ from engine.errors import InvalidArgument
 from engine.scheduler.journal import Position, ResumeRefused, fsync_dir
 
 _READ = 1 << 20
+SEGMENTED = "seg:"
+
+
+def segment_entry(length: int, sha256: bytes) -> bytes:
+    """What a segment adds to a segmented digest: its length (8 bytes) and its SHA-256."""
+    return length.to_bytes(8, "big") + sha256
 
 
 @runtime_checkable
@@ -37,18 +51,31 @@ class ResumableSink(Protocol):
 class AppendFile:
     """Append-only output file: ``write`` bytes, ``checkpoint`` (fsync), ``rewind`` (truncate)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, segmented: bool = False) -> None:
         self.path = Path(path)
+        self.segmented = segmented
         self._file: BinaryIO | None = None
         self._hash = hashlib.sha256()
         self._created = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data``."""
+        """Append ``data`` (one segment of a segmented file)."""
+        if self.segmented:
+            self.write_segments([data], [segment_entry(len(data), hashlib.sha256(data).digest())])
+            return
         if self._file is None:
             raise ResumeRefused("AppendFile.rewind() must be called first (START for a fresh run)")
         self._file.write(data)
         self._hash.update(data)
+
+    def write_segments(self, chunks: Sequence[bytes | memoryview], entries: Sequence[bytes]) -> None:
+        """Segmented file: append ``chunks`` whose :func:`segment_entry` values the caller computed."""
+        if self._file is None:
+            raise ResumeRefused("AppendFile.rewind() must be called first (START for a fresh run)")
+        if not self.segmented:
+            raise InvalidArgument("write_segments() needs AppendFile(segmented=True)")
+        self._file.writelines(chunks)
+        self._hash.update(b"".join(entries))
 
     def write_batch(self, results: list[Any]) -> None:
         """Append each result (bytes) of a batch; a :class:`Failed` is refused (the job maps it first)."""
@@ -66,11 +93,18 @@ class AppendFile:
         if self._created:  # make the new file's directory entry durable too
             fsync_dir(self.path.parent)
             self._created = False
-        return self._file.tell(), self._hash.hexdigest()
+        return self._file.tell(), (SEGMENTED if self.segmented else "") + self._hash.hexdigest()
 
-    def rewind(self, position: Position) -> None:
-        """Open the file, check its first ``position.offset`` bytes against the digest, cut the rest."""
+    def rewind(self, position: Position, segments: Sequence[tuple[int, bytes]] = ()) -> None:
+        """Open the file, check its first ``position.offset`` bytes against the digest, cut the rest.
+
+        A segmented file needs its ``(length, SHA-256)`` segments up to ``position`` (none at START)."""
         self.close()
+        if self.segmented != position.digest.startswith(SEGMENTED) and position.digest:
+            raise ResumeRefused(f"{self.path}: the journal's digest is of another kind; start afresh")
+        if self.segmented:
+            self._rewind_segmented(position, segments)
+            return
         self._created = not self.path.exists()
         f = open(self.path, "r+b" if not self._created else "w+b")  # noqa: SIM115 - closed in close()
         try:
@@ -97,6 +131,33 @@ class AppendFile:
             f.close()
             raise
         self._file, self._hash = f, digest
+
+    def _rewind_segmented(self, position: Position, segments: Sequence[tuple[int, bytes]]) -> None:
+        chain = hashlib.sha256(b"".join(segment_entry(n, sha) for n, sha in segments))
+        if (SEGMENTED + chain.hexdigest() if segments else "") != position.digest or sum(
+            n for n, _ in segments
+        ) != position.offset:
+            raise ResumeRefused(f"{self.path}: the segment list does not match the journal")
+        self._created = not self.path.exists()
+        f = open(self.path, "r+b" if not self._created else "w+b")  # noqa: SIM115 - closed in close()
+        try:
+            if os.fstat(f.fileno()).st_size < position.offset:
+                raise ResumeRefused(
+                    f"{self.path}: output is shorter than the {position.offset} bytes journaled"
+                )
+            for n, sha in segments:
+                if hashlib.sha256(f.read(n)).digest() != sha:
+                    raise ResumeRefused(
+                        f"{self.path}: the first {position.offset} bytes differ from the journal"
+                    )
+            f.truncate(position.offset)
+            f.seek(position.offset)
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            f.close()
+            raise
+        self._file, self._hash = f, chain
 
     def close(self) -> None:
         """Close the file (does not fsync: call :meth:`checkpoint` first)."""
