@@ -179,7 +179,7 @@ def jobs() -> list[Job]:
                 Impl(
                     "pipeline + broker", _card_reencrypt, "us", note="whole run: broker, pool, journal, sink"
                 ),
-                Impl("card bound", _card_bound, "bound", gated=True, note="N x 50 ms: the card never idle"),
+                Impl("card bound", _card_bound, "bound", note="N x 50 ms: the card never idle"),
             ),
         ),
         Job(

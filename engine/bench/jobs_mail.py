@@ -260,14 +260,13 @@ def _job(mode: str) -> Job:
     loop = _LOOP.format(n=CORES, s=f"{SAMPLE} (quick {QUICK_SAMPLE})")
     if mode == "encrypt":
         gpg = [
-            Impl(f"gpg --encrypt loop x{CORES}", _gpg_loop(mode, workers=CORES), requires=GPG, gated=True,
+            Impl(f"gpg --encrypt loop x{CORES}", _gpg_loop(mode, workers=CORES), requires=GPG,
                  note=loop + "; --armor, gpg's default compression"),
             Impl(f"gpg --encrypt -z 0 loop x{CORES}", _gpg_loop(mode, "-z", "0", workers=CORES),
                  requires=GPG, note=loop + "; --armor, no compression"),
         ]  # fmt: skip
     else:
-        gpg = [Impl(f"gpg --decrypt loop x{CORES}", _gpg_loop(mode, workers=CORES), requires=GPG, gated=True,
-                    note=loop)]  # fmt: skip
+        gpg = [Impl(f"gpg --decrypt loop x{CORES}", _gpg_loop(mode, workers=CORES), requires=GPG, note=loop)]
     sweep = Sweep("workers", "worker processes", (1, 2, 4), (1, 2), [ours[0].name, gpg[0].name])
     return Job(
         name=f"archive-{mode}",
