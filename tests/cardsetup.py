@@ -1,6 +1,6 @@
 """Test set-ups for private keys on "cards": SoftHSM2 tokens, reached directly over PKCS#11 or through
 gnupg-pkcs11-scd behind a real gpg-agent (CARDS.md). Plain functions, so several test modules can build
-the same rigs; the recipe follows ``test_keys_agent.test_card_rsa_via_gnupg_pkcs11_scd``.
+the same rigs (test_keys_agent, test_keys_broker, test_reencrypt_cards).
 
 Every key is made with ``cryptography``; tests build their ciphertexts with its public half, so the token
 is checked against an independent implementation.

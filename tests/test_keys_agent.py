@@ -396,79 +396,15 @@ def test_card_rsa_via_gnupg_pkcs11_scd(
 ) -> None:
     """The agent forwards to scdaemon (here gnupg-pkcs11-scd on a SoftHSM2 token): the block comes back
     unpadded with ``S PADDING 0``, the PIN is asked through loopback, a wrong PIN fails fast."""
-    import datetime
+    from tests import cardsetup as cs
 
-    require_tool("gnupg-pkcs11-scd")
-    require_tool("softhsm2-util")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-
-    from engine.keys import pkcs11 as p11
-
-    if p11.pkcs11 is None:
-        if os.environ.get("PGPBULK_REQUIRE_PEERS"):
-            pytest.fail("python-pkcs11 is required (PGPBULK_REQUIRE_PEERS=1)")
-        pytest.skip("python-pkcs11 not installed")
-    from pkcs11 import Attribute, CertificateType, ObjectClass
-
-    from engine.keys.pkcs11_import import import_rsa_key
-
-    module = "/usr/lib/softhsm/libsofthsm2.so"
-    (tmp_path / "tokens").mkdir()
-    conf = tmp_path / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {tmp_path / 'tokens'}\nobjectstore.backend = file\n")
-    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))  # the agent (and so the scd) inherits it
-    monkeypatch.setenv("PGPBULK_PKCS11_LOCK", str(tmp_path / "lock"))
-    subprocess.run(
-        [
-            "softhsm2-util",
-            "--init-token",
-            "--free",
-            "--label",
-            "card",
-            "--so-pin",
-            "12345678",
-            "--pin",
-            "123456",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    p11.close_all()
-    try:  # an RSA key and a certificate with the same CKA_ID: gnupg-pkcs11-scd needs both
-        key = rsa.generate_private_key(65537, 2048)
-        n = key.private_numbers()
-        uri = f"pkcs11:token=card?module-path={module}&pin-value=123456"
-        import_rsa_key(uri, n.public_numbers.n, n.public_numbers.e, n.d, n.p, n.q, label="c", key_id=b"\x42")
-        name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "bulk card")])
-        start = datetime.datetime(2020, 1, 1)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(1)
-            .not_valid_before(start)
-            .not_valid_after(start + datetime.timedelta(days=36500))
-            .sign(key, hashes.SHA256())
-        )
-        p11.open_session(p11.parse_pkcs11_uri(uri)).create_object(
-            {
-                Attribute.CLASS: ObjectClass.CERTIFICATE,
-                Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
-                Attribute.TOKEN: True,
-                Attribute.ID: b"\x42",
-                Attribute.LABEL: "c",
-                Attribute.SUBJECT: name.public_bytes(),
-                Attribute.VALUE: cert.public_bytes(serialization.Encoding.DER),
-            }
-        )
-    finally:
-        p11.close_all()  # the scd process owns the token from here on
-    with (gnupghome / "gpg-agent.conf").open("a") as f:
-        f.write("scdaemon-program /usr/bin/gnupg-pkcs11-scd\n")
-    (gnupghome / "gnupg-pkcs11-scd.conf").write_text(f"providers p1\nprovider-p1-library {module}\n")
+    hsm = cs.make_softhsm(tmp_path)
+    for name, value in hsm.env().items():
+        monkeypatch.setenv(name, value)  # the agent (and so the scd) inherits SOFTHSM2_CONF
+    cs.init_token("card")
+    key = rsa.generate_private_key(65537, 2048)
+    cs.store_rsa_key(hsm, "card", key)  # with a certificate of the same CKA_ID: gnupg-pkcs11-scd needs both
+    cs.make_scd_home(gnupghome, hsm)
 
     block = b"\x09" + os.urandom(32) + b"\x00\x01"
     c = key.public_key().encrypt(block, padding.PKCS1v15())
