@@ -213,7 +213,7 @@ def test_thousand_user_ids_on_one_key(tmp_path: Path) -> None:
         assert uids_of((hu / wkd_hash(f"u{i}")).read_bytes()) == [[f"User {i} <u{i}@example.org>"]]
 
 
-def test_sources_armored_concatenated_trust_and_attributes(tmp_path: Path) -> None:
+def test_sources_armored_concatenated_trust_and_attributes(impl: str, tmp_path: Path) -> None:
     a, b = generate("A <a@example.org>"), generate("B <b@example.org>")
     armored = export(a.public()) + b"\nsome text between blocks\n" + export(b.public())
     blobs = list(split_stream(io.BufferedReader(io.BytesIO(armored)), "x.asc"))  # type: ignore[arg-type]

@@ -75,7 +75,7 @@ def _edge_keys() -> list[bytes]:
 
 
 @pytest.mark.parametrize("flags", [(False, False), (True, True)])
-def test_lean_equals_reference(flags: tuple[bool, bool]) -> None:
+def test_lean_equals_reference(impl: str, flags: tuple[bool, bool]) -> None:
     ring = sample_keyring(60, 7)
     blobs = [b for b in split_stream(io.BufferedReader(io.BytesIO(ring)), "s") if isinstance(b, CertBlob)]  # type: ignore[arg-type]
     blobs += [CertBlob("edge", i, data) for i, data in enumerate(_edge_keys())]

@@ -11,6 +11,9 @@ The rules are the reference's, one for one; a test runs both paths on the same k
 the common road (v3/v6 packets or signatures, algorithms other than RSA and Ed25519, malformed
 packets) raises :class:`Unusual` and the caller falls back to the reference path. The output bytes are
 the input packets' bodies under new-format headers, as ``Cert.minimal`` writes them.
+
+The byte scanning (packets, signature subpackets, the shape check of RSA and Ed25519 primary keys and
+of subkeys) runs in the ``wkdsel`` kernel (``engine._wkdsel_c``, twin ``engine._wkdsel_py``).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import time
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from engine import _native
+from engine.errors import MalformedPacket
 from engine.openpgp.constants import HashAlgorithm, PublicKeyAlgorithm, RevocationReason
-from engine.openpgp.packet import write_packet
 from engine.openpgp.public_key import PublicKey, RSAMaterial
 from engine.openpgp.reader import BodyReader
 from engine.openpgp.signature import _KNOWN_SUBPACKETS
@@ -34,8 +38,27 @@ try:  # libsodium: Ed25519 verification about twice as fast as OpenSSL's
     from nacl.exceptions import BadSignatureError as _SodiumBad
 except ImportError:  # pragma: no cover - optional
     _sodium_open = None
+try:  # the same function without the wrapper's two buffer allocations per call
+    from nacl._sodium import ffi as _ffi
+    from nacl._sodium import lib as _lib
 
-__all__ = ["LeanCert", "Unusual", "parse_packets"]
+    _SODIUM_OUT = _ffi.new("unsigned char[]", 256)  # scratch: the opened message (a digest) lands here
+    _SODIUM_LEN = _ffi.new("unsigned long long *")
+
+    def _sodium_ok(signed: bytes, key: bytes) -> bool:
+        """``crypto_sign_open`` of ``signed`` (64-octet signature || message of at most 192 octets)."""
+        return _lib.crypto_sign_open(_SODIUM_OUT, _SODIUM_LEN, signed, len(signed), key) == 0
+
+except (ImportError, AttributeError):  # pragma: no cover - another PyNaCl layout
+
+    def _sodium_ok(signed: bytes, key: bytes) -> bool:
+        try:
+            _sodium_open(signed, key)
+        except _SodiumBad:
+            return False
+        return True
+
+__all__ = ["LeanCert", "Unusual", "packet", "parse_packets"]
 
 A = PublicKeyAlgorithm
 _HASHES = {HashAlgorithm.SHA256: "sha256", HashAlgorithm.SHA512: "sha512", HashAlgorithm.SHA384: "sha384"}
@@ -43,6 +66,7 @@ _HASHES.update({HashAlgorithm.SHA224: "sha224", HashAlgorithm.SHA1: "sha1"})
 _CRYPTO_HASH = {h: HashAlgorithm(h).crypto_hash() for h in _HASHES}
 _SOFT = (RevocationReason.SUPERSEDED, RevocationReason.RETIRED, RevocationReason.USER_ID_INVALID)
 _PUBKEY, _SIG, _UID, _SUBKEY, _ATTR = 6, 2, 13, 14, 17
+_KNOWN_MASK = bytes(1 if t in _KNOWN_SUBPACKETS else 0 for t in range(128))
 
 
 class Unusual(Exception):
@@ -51,33 +75,10 @@ class Unusual(Exception):
 
 def parse_packets(data: bytes) -> list[tuple[int, bytes]]:
     """``(tag, body)`` of each packet; :class:`Unusual` on anything but definite lengths."""
-    out, pos, end = [], 0, len(data)
-    while pos < end:
-        first = data[pos]
-        if first & 0xC0 == 0xC0:
-            tag, o1 = first & 0x3F, data[pos + 1] if pos + 1 < end else -1
-            if 0 <= o1 < 192:
-                size, pos = o1, pos + 2
-            elif 192 <= o1 < 224 and pos + 2 < end:
-                size, pos = ((o1 - 192) << 8) + data[pos + 2] + 192, pos + 3
-            elif o1 == 255 and pos + 5 < end:
-                size, pos = int.from_bytes(data[pos + 2 : pos + 6], "big"), pos + 6
-            else:
-                raise Unusual("packet header")
-        elif first & 0x80 and first & 3 != 3:
-            n = 1 << (first & 3)
-            tag, size, pos = (
-                (first >> 2) & 0x0F,
-                int.from_bytes(data[pos + 1 : pos + 1 + n], "big"),
-                pos + 1 + n,
-            )
-        else:
-            raise Unusual("packet header")
-        if pos + size > end:
-            raise Unusual("truncated packet")
-        out.append((tag, data[pos : pos + size]))
-        pos += size
-    return out
+    try:
+        return _native.kernel("wkdsel").packets(data)
+    except ValueError as exc:
+        raise Unusual(str(exc)) from None
 
 
 class Sig:
@@ -88,62 +89,64 @@ class Sig:
         "left16", "material", "ok", "primary", "reason", "type",
     )  # fmt: skip
 
-    def __init__(self, body: bytes) -> None:
-        if len(body) < 10 or body[0] != 4:
-            raise Unusual("signature version")
-        self.body, self.type, self.algo, self.halg = body, body[1], body[2], body[3]
+    def __init__(self, body: bytes, fields: tuple | None = None) -> None:
+        if fields is None:
+            try:
+                fields = _native.kernel("wkdsel").sig_fields(body, _KNOWN_MASK)
+            except ValueError as exc:
+                raise Unusual(str(exc)) from None
+        self.body = body
         self.ok: bool | None = None
-        self.created = self.expires = 0
-        self.key_exp: int | None = None
-        self.primary, self.critical = False, False
-        self.reason: int | None = None
-        self.fpr = self.kid = None
-        hlen = int.from_bytes(body[4:6], "big")
-        self.hashed_end = 6 + hlen
-        self._area(6, self.hashed_end, True)
-        ulen = int.from_bytes(body[self.hashed_end : self.hashed_end + 2], "big")
-        uend = self.hashed_end + 2 + ulen
-        if uend + 2 > len(body):
-            raise Unusual("signature truncated")
-        self._area(self.hashed_end + 2, uend, False)
-        self.left16, self.material = body[uend : uend + 2], body[uend + 2 :]
-
-    def _area(self, pos: int, end: int, hashed: bool) -> None:
-        body = self.body
-        if end > len(body):
-            raise Unusual("signature truncated")
-        while pos < end:
-            o1 = body[pos]
-            if o1 < 192:
-                size, pos = o1, pos + 1
-            elif o1 < 255:
-                size, pos = ((o1 - 192) << 8) + body[pos + 1] + 192, pos + 2
-            else:
-                size, pos = int.from_bytes(body[pos + 1 : pos + 5], "big"), pos + 5
-            if size == 0 or pos + size > end:
-                raise Unusual("subpacket length")
-            t, data = body[pos] & 0x7F, body[pos + 1 : pos + size]
-            pos += size
-            if hashed:
-                if body[pos - size] & 0x80 and t not in _KNOWN_SUBPACKETS:
-                    self.critical = True
-                if t == 2 and len(data) == 4 and not self.created:
-                    self.created = int.from_bytes(data, "big")
-                elif t == 3 and len(data) == 4 and not self.expires:
-                    self.expires = int.from_bytes(data, "big")
-                elif t == 9 and len(data) == 4 and self.key_exp is None:
-                    self.key_exp = int.from_bytes(data, "big")
-                elif t == 25 and not self.primary and data:
-                    self.primary = bool(data[0])
-                elif t == 29 and data and self.reason is None:
-                    self.reason = data[0]
-            if t == 33 and self.fpr is None and len(data) > 1:
-                self.fpr = data[1:]
-            elif t == 16 and self.kid is None and len(data) == 8:
-                self.kid = data
+        (
+            self.type, self.algo, self.halg, self.hashed_end, self.created, self.expires, self.key_exp,
+            self.primary, self.reason, self.critical, self.fpr, self.kid, self.left16, self.material,
+        ) = fields  # fmt: skip
 
     def live(self, at: int) -> bool:
         return self.created <= at and not (self.expires and at >= self.created + self.expires)
+
+
+_PLAIN_ALGOS = (A.RSA, A.RSA_SIGN_ONLY, A.EDDSA_LEGACY)
+
+
+class _Primary:
+    """The fields of a v4 RSA or Ed25519 primary key that the lean path reads, from a body the kernel
+    has found well formed (``key_plain``): the same values :meth:`PublicKey.read` gives, cheaper.
+    ``material`` is the object itself (``n``, ``e`` for RSA; ``point`` for EdDSA)."""
+
+    __slots__ = ("algorithm", "body", "created", "e", "fingerprint", "material", "n", "point")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.created = int.from_bytes(body[1:5], "big")
+        self.algorithm = A(body[5])
+        self.fingerprint = hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body).digest()
+        self.material = self
+        self.n = self.e = 0
+        self.point = b""
+        if self.algorithm == A.EDDSA_LEGACY:
+            pos = 7 + body[6]
+            bits = int.from_bytes(body[pos : pos + 2], "big")
+            self.point = body[pos + 2 : pos + 2 + (bits + 7) // 8]
+        else:
+            nbytes = (int.from_bytes(body[6:8], "big") + 7) // 8
+            self.n = int.from_bytes(body[8 : 8 + nbytes], "big")
+            pos = 8 + nbytes
+            ebytes = (int.from_bytes(body[pos : pos + 2], "big") + 7) // 8
+            self.e = int.from_bytes(body[pos + 2 : pos + 2 + ebytes], "big")
+
+    @property
+    def fingerprint_hex(self) -> str:
+        return self.fingerprint.hex().upper()
+
+    def to_crypto(self) -> Any:
+        """As :meth:`PublicKey.to_crypto` (which it is, for anything but RSA)."""
+        if self.algorithm == A.EDDSA_LEGACY:
+            return PublicKey.read(BodyReader(self.body, what="public key"), False).to_crypto()
+        try:
+            return rsa.RSAPublicNumbers(self.e, self.n).public_key()
+        except ValueError as e:
+            raise MalformedPacket(f"invalid {self.algorithm!r} public key: {e}") from None
 
 
 class LeanCert:
@@ -156,11 +159,14 @@ class LeanCert:
         body = packets[0][1]
         if body[:1] != b"\x04":
             raise Unusual("key version")
-        self.primary = PublicKey.read(BodyReader(body, what="public key"), False)
-        if self.primary.algorithm not in (A.RSA, A.RSA_SIGN_ONLY, A.EDDSA_LEGACY):
+        if len(body) > 5 and body[5] in _PLAIN_ALGOS and _native.kernel("wkdsel").key_plain(body):
+            self.primary: _Primary | PublicKey = _Primary(body)  # the common shapes, no full parse
+        else:
+            self.primary = PublicKey.read(BodyReader(body, what="public key"), False)
+        if self.primary.algorithm not in _PLAIN_ALGOS:
             raise Unusual("key algorithm")
         self.created = self.primary.created
-        self.key_packet = write_packet(_PUBKEY, body)
+        self.key_packet = packet(_PUBKEY, body)
         self.prefix = b"\x99" + len(body).to_bytes(2, "big") + body
         self._ctx: dict[int, Any] = {}
         self._pub: Any = None
@@ -229,19 +235,15 @@ class LeanCert:
                 return False
             sig = r.rjust(32, b"\x00") + sv.rjust(32, b"\x00")
             point = self.primary.material.point  # type: ignore[union-attr]
-            if _sodium_open is not None and len(point) == 33:
-                try:
-                    _sodium_open(sig + digest, point[1:])
-                    return True
-                except _SodiumBad:
-                    return False
+            if _sodium_open is not None and len(point) == 33 and len(digest) <= 192:
+                return _sodium_ok(sig + digest, point[1:])
             self._key().verify(sig, digest)
             return True
         value, end = _mpi(m, 0)
         if end != len(m):
             return False
         mat = self.primary.material
-        assert isinstance(mat, RSAMaterial)
+        assert isinstance(mat, RSAMaterial | _Primary)
         size = (mat.n.bit_length() + 7) // 8
         self._key().verify(
             value.rjust(size, b"\x00"), digest, padding.PKCS1v15(), Prehashed(_CRYPTO_HASH[s.halg])
@@ -252,6 +254,17 @@ class LeanCert:
         if self._pub is None:
             self._pub = self.primary.to_crypto()
         return self._pub
+
+
+def packet(tag: int, body: bytes) -> bytes:
+    """``write_packet(tag, body)`` (new format, definite length) without its generality."""
+    n = len(body)
+    if n < 192:
+        return bytes((0xC0 | tag, n)) + body
+    if n < 8384:
+        n -= 192
+        return bytes((0xC0 | tag, (n >> 8) + 192, n & 0xFF)) + body
+    return bytes((0xC0 | tag, 0xFF)) + n.to_bytes(4, "big") + body
 
 
 def _mpi(m: bytes, pos: int) -> tuple[bytes, int]:

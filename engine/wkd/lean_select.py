@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine import _native
 from engine.errors import InvalidArgument, MalformedPacket, UnsupportedError
-from engine.openpgp.packet import write_packet
 from engine.openpgp.public_key import PublicKey
 from engine.openpgp.reader import BodyReader
 from engine.openpgp.userid import UserID
-from engine.wkd.lean import LeanCert, Sig, Unusual, binding_suffix, certification_suffix, revoked_at
+from engine.wkd.lean import (
+    LeanCert,
+    Sig,
+    Unusual,
+    binding_suffix,
+    certification_suffix,
+    packet,
+    revoked_at,
+)
 from engine.wkd.validate import normalize_address
 
 __all__ = ["Chosen", "select_lean"]
@@ -93,11 +101,13 @@ def _expires(c: LeanCert, uids: list[_Uid], direct: list[Sig], at: int) -> int |
 def _subkeys(c: LeanCert, at: int) -> list[bytes]:
     """Packets of the subkeys valid at ``at`` with their newest binding."""
     out = []
+    plain = _native.kernel("wkdsel").key_plain
     for body, raw in c.subkeys:
         if body[:1] != b"\x04":
             raise Unusual("subkey version")
         try:
-            PublicKey.read(BodyReader(body, what="public subkey"), True)
+            if not plain(body):  # the common shapes are checked in the kernel; others in full
+                PublicKey.read(BodyReader(body, what="public subkey"), True)
         except UnsupportedError:
             continue  # the reference skips a subkey of an unknown algorithm
         except MalformedPacket as exc:
@@ -113,7 +123,7 @@ def _subkeys(c: LeanCert, at: int) -> list[bytes]:
             continue
         if revoked_at([s for s in sigs if s.type == _SUB_REV and c.verify(s, data)], at):
             continue
-        out += [write_packet(14, body), write_packet(2, binding.body)]
+        out += [packet(14, body), packet(2, binding.body)]
     return out
 
 
@@ -174,24 +184,24 @@ def select_lean(
             best[address] = (rank, u, local, domain)
     if not best:
         return []
-    head = [c.key_packet, *(write_packet(2, s.body) for s in krevs)]
+    head = [c.key_packet, *(packet(2, s.body) for s in krevs)]
     newest_direct = _newest(direct, at)
     subs: list[bytes] | None = None
     out = []
     for address, (_, u, local, domain) in best.items():
-        uid = write_packet(13, u.body)
+        uid = packet(13, u.body)
         if key_revoked or _uid_revoked(c, u, at) or _self_sig(c, u, at) is None:
             valid = [s for s in u.cands if c.verify(s, u.data)]
             newest = max(valid, key=lambda s: s.created, default=None)
-            block = [*head, uid, *([write_packet(2, newest.body)] if newest else [])]
-            block += [write_packet(2, s.body) for s in u.revs if c.verify(s, u.data)]
+            block = [*head, uid, *([packet(2, newest.body)] if newest else [])]
+            block += [packet(2, s.body) for s in u.revs if c.verify(s, u.data)]
             out.append(Chosen(local, domain, address, b"".join(block), "revoked"))
             continue
         if subs is None:
             subs = _subkeys(c, at)
         sig = _self_sig(c, u, at)
         assert sig is not None
-        parts = [*head, *([write_packet(2, newest_direct.body)] if newest_direct else []), uid]
-        parts += [write_packet(2, sig.body), *subs]
+        parts = [*head, *([packet(2, newest_direct.body)] if newest_direct else []), uid]
+        parts += [packet(2, sig.body), *subs]
         out.append(Chosen(local, domain, address, b"".join(parts), "expired" if expired else "valid"))
     return out

@@ -30,6 +30,7 @@ __all__ = [
     "save",
 ]
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for every entry
 FORMAT = "pgpbulk-wkd-manifest/1"
 
 
@@ -98,7 +99,7 @@ class ManifestWriter:
         self.count = 0
 
     def add(self, entry: dict[str, Any]) -> None:
-        self._f.write((",\n" if self.count else "") + json.dumps(entry, ensure_ascii=False))
+        self._f.write((",\n" if self.count else "") + _ENCODE(entry))
         self.count += 1
 
     def close(self, domains: list[str]) -> None:

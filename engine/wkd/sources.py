@@ -5,7 +5,9 @@ A source is a keyring file (binary or ASCII-armored, one or many certificates, `
 GnuPG home (exported to a temporary file through python-gnupg). The splitter only reads packet headers:
 bodies are copied into the current certificate or skipped, so a worker process parses each certificate.
 User Attributes (photos) and oversized User ID packets are dropped here with their signatures (WKD never
-publishes them); a certificate larger than ``max_cert_bytes`` is skipped whole and reported.
+publishes them); a certificate larger than ``max_cert_bytes`` is skipped whole and reported. A plain
+certificate (key, User IDs, subkeys and signatures only, all in the buffer) is cut as one slice by the
+``wkdsel`` kernel (:func:`engine._wkdsel_py.cert_end`); anything else goes packet by packet.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from engine import _native
 from engine.armor import ArmorReader
 from engine.errors import ArmorError, InvalidArgument, MalformedPacket
 
@@ -150,6 +153,7 @@ def split_binary(
 ) -> Iterator[CertBlob | SourceProblem]:
     """Cut a binary keyring stream into certificates; a framing error ends the source with a problem."""
     sc = _Scanner(f, source)
+    cert_end = _native.kernel("wkdsel").cert_end
     parts: list[bytes] = []
     size, start, notes = 0, 0, []
     too_big = dropping = False
@@ -169,6 +173,15 @@ def split_binary(
                 if (done := flush()) is not None:
                     yield done
                 parts, size, start, notes, too_big, dropping = [], 0, at, [], False, False
+                if tag == _KEY and type(sc.buf) is bytes:
+                    # the common certificate (key, User IDs, subkeys, signatures, all inside the
+                    # buffer) in one slice; anything else goes packet by packet below
+                    end = cert_end(sc.buf, sc.pos, max_uid_bytes, max_cert_bytes)
+                    if end > 0:
+                        blob = sc.buf[sc.pos : end]
+                        sc.pos = end
+                        yield CertBlob(source, at, blob)
+                        continue
             elif tag in _DROP_ALWAYS or tag not in _CERT_TAGS or (not parts and not too_big):
                 sc.skip(hlen + blen)  # packets outside any certificate, trust packets
                 continue

@@ -33,35 +33,51 @@ INDEX_PREFIX = ".wkd-index-"
 _made: set[str] = set()  # directories this process has created (one mkdir per domain, not per file)
 
 
-def _write_new(path: str | Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+def _write_new(path: str | Path, data: bytes, dir_fd: int | None = None) -> None:
+    fd = os.open(path, _NEW_FILE, 0o644, dir_fd=dir_fd)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        done = os.write(fd, data)  # one call for a key file; the loop only for a short write
+        if done < len(data):
+            view = memoryview(data)[done:]
+            while view:
+                view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
 
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
 def write_records(root: str, method: str, records: Iterable[Record]) -> list[Record]:
-    """Worker side: write each record's file unless it exists; written ones come back without bytes."""
+    """Worker side: write each record's file unless it exists; written ones come back without bytes.
+
+    Files are created relative to an open descriptor of their ``hu`` folder (no path walk per file),
+    one ``write`` each; the descriptors are closed before returning."""
     out = []
-    for rec in records:
-        folder = os.path.join(root, "hu") if method == "direct" else os.path.join(root, rec.domain, "hu")
-        if folder not in _made:
-            os.makedirs(os.path.join(root, safe_name(rec.domain)), exist_ok=True)
-            os.makedirs(folder, exist_ok=True)
-            _made.add(folder)
-        try:
-            _write_new(os.path.join(folder, rec.hash), rec.data)
-        except FileExistsError:
-            out.append(rec)  # another key for this address: the parent merges
-            continue
-        sha = hashlib.sha256(rec.data).hexdigest()
-        out.append(
-            Record(rec.domain, rec.hash, rec.local, rec.address, rec.fingerprint, rec.created, b"",
-                   rec.status, rec.size, sha, True)
-        )  # fmt: skip
+    dirs: dict[str, int] = {}
+    try:
+        for rec in records:
+            folder = os.path.join(root, "hu") if method == "direct" else os.path.join(root, rec.domain, "hu")
+            dfd = dirs.get(folder)
+            if dfd is None:
+                if folder not in _made:
+                    os.makedirs(os.path.join(root, safe_name(rec.domain)), exist_ok=True)
+                    os.makedirs(folder, exist_ok=True)
+                    _made.add(folder)
+                dfd = dirs[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                _write_new(rec.hash, rec.data, dfd)
+            except FileExistsError:
+                out.append(rec)  # another key for this address: the parent merges
+                continue
+            sha = hashlib.sha256(rec.data).hexdigest()
+            out.append(
+                Record(rec.domain, rec.hash, rec.local, rec.address, rec.fingerprint, rec.created, b"",
+                       rec.status, rec.size, sha, True)
+            )  # fmt: skip
+    finally:
+        for dfd in dirs.values():
+            os.close(dfd)
     return out
 
 
