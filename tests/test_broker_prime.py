@@ -3,6 +3,7 @@ until a worker asks for the same operation, one primed operation per request (so
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -50,6 +51,9 @@ def test_parent_primes_workers_collect(old_key: Any) -> None:
     with CardBroker([Card("soft", [(unlocked.public, SoftRawDecryptor(unlocked))])]) as broker:
         parent, worker = broker.provider(), broker.provider()
         parent.prime([parsed[0], parsed[1], parsed[0]])  # message 0 twice: primed and done twice
+        deadline = time.monotonic() + 30  # two connections: let the broker see the primes first
+        while broker.primes.primed < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
         worker.prefetch([parsed[0], parsed[1], parsed[2]])  # 2 is not primed: asked of the card
         got = [worker.decrypt_session_key(p).key for p in parsed[:3]]
         got.append(worker.decrypt_session_key(parsed[0]).key)  # the second primed answer of message 0

@@ -136,3 +136,35 @@ def test_native_kem_round_trip(alg: PublicKeyAlgorithm) -> None:
         ecdh.native_unwrap(alg, priv, eph, wrapped[:-1] + bytes((wrapped[-1] ^ 1,)))
     with pytest.raises(DecryptionFailed):  # low-order point: all-zero shared secret is refused
         ecdh.native_unwrap(alg, priv, bytes(len(eph)), wrapped)
+
+
+def test_libsodium_ephemeral_matches_cryptography() -> None:
+    """The X25519 ephemeral (libsodium) is the secret's public key and agrees with `cryptography`."""
+    secret, peer = os.urandom(32), x25519.X25519PrivateKey.generate()
+    eph_pub, shared = ecdh.x25519_ephemeral(peer.public_key().public_bytes_raw(), lambda n: secret[:n])
+    mine = x25519.X25519PrivateKey.from_private_bytes(secret)
+    assert eph_pub == mine.public_key().public_bytes_raw()
+    assert shared == mine.exchange(peer.public_key()) == peer.exchange(x25519.X25519PublicKey.from_public_bytes(eph_pub))
+    with pytest.raises(ValueError):  # low-order recipient point: all-zero shared secret is refused
+        ecdh.x25519_ephemeral(bytes(32))
+
+
+@pytest.mark.parametrize("alg", [PublicKeyAlgorithm.X25519, PublicKeyAlgorithm.X448])
+def test_native_wrap_takes_its_randomness_from_the_caller(alg: PublicKeyAlgorithm) -> None:
+    priv = x25519.X25519PrivateKey.generate() if alg == PublicKeyAlgorithm.X25519 else x448.X448PrivateKey.generate()
+    key = os.urandom(16)
+    one = ecdh.native_wrap(alg, priv.public_key(), key, lambda n: b"\x07" * n)
+    assert one == ecdh.native_wrap(alg, priv.public_key(), key, lambda n: b"\x07" * n)
+    assert one != ecdh.native_wrap(alg, priv.public_key(), key, lambda n: b"\x08" * n)
+    assert ecdh.native_unwrap(alg, priv, one[0], one[1]) == key
+
+
+@pytest.mark.parametrize("curve", [Curve.CURVE25519_LEGACY, Curve.NIST_P256, Curve.NIST_P384, Curve.NIST_P521])
+def test_ecdh_wrap_takes_its_randomness_from_the_caller(curve: Curve) -> None:
+    params = ecdh.EcdhParams(curve, HashAlgorithm.SHA512, SymmetricAlgorithm.AES256)
+    priv, pub = _keypair(curve)
+    fpr, key = os.urandom(20), os.urandom(32)
+    one = ecdh.ecdh_wrap(params, pub, fpr, key, AES256, lambda n: b"\x42" * n)
+    assert one == ecdh.ecdh_wrap(params, pub, fpr, key, AES256, lambda n: b"\x42" * n)
+    assert one[0] != ecdh.ecdh_wrap(params, pub, fpr, key, AES256, lambda n: b"\x43" * n)[0]
+    assert ecdh.ecdh_unwrap(params, priv, fpr, one[0], one[1], True) == (AES256, key)

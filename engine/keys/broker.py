@@ -92,10 +92,12 @@ class CardBroker:
     def start(self) -> CardBroker:
         """Start the card processes (waiting until each has opened its card) and the broker thread."""
         ctx = owner_context()
+        forked = ctx.get_start_method() == "fork"
         for spec in self._specs:
             parent, child = ctx.Pipe()
             raws = {pub.fingerprint: raw for pub, raw in spec.keys}
-            args = (child, spec.name, raws, self._policy, self._env)
+            close = [parent, *(c.conn for c in self._cards)] if forked else []
+            args = (child, spec.name, raws, self._policy, self._env, close)
             proc = ctx.Process(target=card_main, args=args, name=f"pgpbulk-card-{spec.name}", daemon=True)
             proc.start()
             child.close()

@@ -17,11 +17,13 @@ with their own SoftHSM sessions crash, concurrent requests crash gnupg-pkcs11-sc
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import pickle
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -42,6 +44,8 @@ _PIN_CODES = frozenset({11, 87, 177, 178})  # BAD_PASSPHRASE, BAD_PIN, NO_PASSPH
 #: Environment a card process needs from its parent (passed explicitly, whatever the start method).
 CARD_ENV = ("GNUPGHOME", "SOFTHSM2_CONF", "PGPBULK_PKCS11_LOCK", "PGPBULK_PKCS11_MODULE")
 _METHODS = {"rsa": "rsa_decrypt", "ecdh": "ecdh_shared"}
+#: How much the owner process raises its scheduling priority, when it may (root / CAP_SYS_NICE).
+OWNER_NICE = int(os.environ.get("PGPBULK_CARD_NICE", "5"))
 
 
 @dataclass
@@ -254,10 +258,26 @@ class CardOwner:
 
 
 def card_main(
-    conn: Connection, name: str, raws: dict[bytes, Any], policy: RetryPolicy, env: dict[str, str]
+    conn: Connection,
+    name: str,
+    raws: dict[bytes, Any],
+    policy: RetryPolicy,
+    env: dict[str, str],
+    forked: Sequence[Connection] = (),
 ) -> None:
-    """Entry point of a card process: ``("ready", pid)``, then one reply per request until ``None``."""
+    """Entry point of a card process: ``("ready", pid)``, then one reply per request until ``None``.
+
+    ``forked``: started by ``fork`` (:func:`engine.keys.broker_state.owner_context`), with the parent's
+    ends of the card pipes to close (so this process sees EOF when the parent dies); the keys are then
+    rebuilt from their pickled form, exactly as a spawned owner receives them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
+    with contextlib.suppress(OSError):  # first in line for a CPU when the card answers (where allowed):
+        os.nice(-OWNER_NICE)  # the workers keep every core busy, and the card must never wait for them
+    if forked:
+        for end in forked:
+            with contextlib.suppress(OSError):
+                end.close()
+        raws = pickle.loads(pickle.dumps(raws))
     os.environ.update(env)
     try:
         owner = CardOwner(name, raws, policy)

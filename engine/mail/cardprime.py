@@ -25,8 +25,9 @@ from engine.mail.source import Source
 from engine.openpgp import message
 from engine.openpgp.pkesk import Pkesk
 
-#: Messages primed per group: small at first (the card starts after the first two), then larger.
-FIRST_GROUP, MAX_GROUP = 2, 32
+#: Messages primed per group: one at first (the card starts as soon as the first message is parsed),
+#: then doubling up to the largest group.
+FIRST_GROUP, MAX_GROUP = 1, 32
 
 Ref = MailItem | MboxRef
 

@@ -10,6 +10,12 @@ Outcomes: ``rewrapped``, ``reencrypted``, ``encrypted`` (plain mail with ``encry
 (not encrypted, or not OpenPGP/MIME: left as it is), ``not-ours`` (encrypted to none of the given keys:
 copied unchanged, reported), ``copied`` (could not be processed: copied unchanged with the reason).
 The recorded hash is that of the input message (a re-wrap never sees the plaintext).
+
+Repeatable: every random value of a re-wrapped or re-encrypted message (new PKESKs; in full, also the new
+session key and the SEIPD prefix/salt) is derived from the message's own session key
+(:mod:`engine.openpgp.derive`), so a run killed and resumed ends byte-identical to an uninterrupted
+one, with nothing secret stored. Plain mail encrypted with ``encrypt_plain`` has no secret to derive
+from and stays random: its bytes differ between runs (it decrypts to the same mail).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
+from engine.armor import armor, dearmor
 from engine.errors import NoMatchingKey
 from engine.mail.classify import MailClass
 from engine.mail.crypto import STOP_ERRORS
@@ -24,6 +31,8 @@ from engine.mail.item import MailItem
 from engine.mail.pgpmime import NotWrappable, armored_span, replace_armored, unwrap, wrap
 from engine.mail.report import Result
 from engine.openpgp import message
+from engine.openpgp.constants import SymmetricAlgorithm
+from engine.openpgp.derive import full_randomness, pkesk_randomness
 from engine.openpgp.pkesk import SessionKey
 
 if TYPE_CHECKING:
@@ -45,18 +54,54 @@ def _plaintext(raw: bytes, sk: SessionKey) -> bytes:
 def _rewrap(
     raw: bytes, parsed: message.ParsedMessage, sk: SessionKey, st: WorkerState, verify: bool
 ) -> bytes:
-    new = replace_armored(raw, lambda _: message.rewrap(parsed, sk, st.recipients, armor=True))
+    """New PKESKs whose random values are derived from the session key: the same bytes on every run."""
+    new = replace_armored(
+        raw, lambda _: message.rewrap(parsed, sk, st.recipients, armor=True, deterministic=True)
+    )
     if verify and _plaintext(new, sk) != _plaintext(raw, sk):
         raise NotWrappable("self-check failed: the re-wrapped message does not decrypt to the original")
     return new
 
 
+class _DerivedEncrypt:
+    """The payload encryption of ``--mode full``: the new session key, the SEIPD prefix/salt and the
+    PKESKs' random values all derived from the old session key (:mod:`engine.openpgp.derive`), so a
+    run repeated (or resumed) writes the same bytes. Remembers the new session key and the message's
+    hash for the self-check."""
+
+    def __init__(self, old: SessionKey, st: WorkerState) -> None:
+        self.old, self.st = old, st
+        self.session_key: SessionKey | None = None
+        self.digest = b""
+
+    def __call__(self, payload: bytes) -> bytes:
+        rand = full_randomness(self.old, self.st.recipients, payload)
+        sk = SessionKey(SymmetricAlgorithm.AES256, rand(SymmetricAlgorithm.AES256.key_size))
+        binary = message.encrypt(
+            payload,
+            self.st.recipients,
+            aead=self.st.aead,
+            session_key=sk,
+            random_bytes=rand,
+            pkesk_random=pkesk_randomness(sk),
+        )
+        self.session_key, self.digest = sk, hashlib.sha256(binary).digest()
+        return armor(binary)
+
+    def open(self, armored: bytes) -> bytes:
+        """Decrypt what was made last with its session key, after checking every byte is as made."""
+        binary = dearmor(armored).data
+        if self.session_key is None or hashlib.sha256(binary).digest() != self.digest:
+            raise NotWrappable("self-check failed: the message differs from the one encrypted")
+        return message.decrypt(binary, session_key=self.session_key).plaintext
+
+
 def _full(raw: bytes, sk: SessionKey, st: WorkerState, keep_subject: bool, verify: bool) -> bytes:
     """Decrypt and encrypt afresh, with header protection as ``encrypt`` does."""
     plain = _plaintext(raw, sk)
-    encrypt = st.encrypt_checkable if verify else st.encrypt
+    encrypt = _DerivedEncrypt(sk, st)
     new = wrap(plain, encrypt, keep_subject=keep_subject)
-    if verify and _sha(unwrap(new, st.open_with_last_key)) != _sha(plain):
+    if verify and _sha(unwrap(new, encrypt.open)) != _sha(plain):
         raise NotWrappable("self-check failed: the re-encrypted message does not decrypt to the original")
     return new
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec, x448, x25519
@@ -39,15 +41,48 @@ _KDF_HASHES = {
 }
 _KEK_SIZES = {SymmetricAlgorithm.AES128: 16, SymmetricAlgorithm.AES192: 24, SymmetricAlgorithm.AES256: 32}
 
-try:  # the Rust functions behind X25519PrivateKey.generate() and
-    # X25519PublicKey.from_public_bytes(), without their per-call Python wrappers
+try:  # the Rust function behind X25519PublicKey.from_public_bytes(), without its per-call Python wrapper
     from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
 
-    new_x25519_key = _rust_openssl.x25519.generate_key
     x25519_public = _rust_openssl.x25519.from_public_bytes
 except (ImportError, AttributeError):  # pragma: no cover - other cryptography versions
-    new_x25519_key = x25519.X25519PrivateKey.generate
     x25519_public = x25519.X25519PublicKey.from_public_bytes
+
+#: Where an ephemeral secret comes from: ``random_bytes(n)`` returns ``n`` octets. ``os.urandom`` by
+#: default; a re-encryption passes a deterministic stream (``engine.openpgp.derive``) instead.
+RandomBytes = Callable[[int], bytes]
+
+_sodium: tuple[Callable[[bytes], bytes], Callable[[bytes, bytes], bytes]] | None = None
+
+
+def _libsodium() -> tuple[Callable[[bytes], bytes], Callable[[bytes, bytes], bytes]]:
+    """``(crypto_scalarmult_base, crypto_scalarmult)`` from PyNaCl, imported on first use (~5 ms)."""
+    global _sodium
+    if _sodium is None:
+        from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
+
+        _sodium = (crypto_scalarmult_base, crypto_scalarmult)
+    return _sodium
+
+
+def x25519_ephemeral(recipient: bytes, random_bytes: RandomBytes = os.urandom) -> tuple[bytes, bytes]:
+    """``(ephemeral public, shared secret)`` for a raw X25519 ``recipient`` key, with libsodium.
+
+    The ephemeral secret is the 32 octets of ``random_bytes(32)`` (clamped by X25519 itself). An
+    all-zero shared secret (a low-order recipient point; libsodium refuses it) is a ValueError, as
+    `cryptography`'s exchange raises."""
+    base, mult = _libsodium()
+    secret = random_bytes(32)
+    if len(secret) != 32:
+        raise ValueError("an X25519 ephemeral secret is 32 octets")
+    try:
+        shared = mult(secret, recipient)
+    except Exception as exc:  # nacl.exceptions.RuntimeError: the all-zero output of a low-order point
+        raise ValueError(f"X25519 key agreement failed: {exc}") from None
+    if not any(shared):  # pragma: no cover - libsodium already refuses it
+        raise ValueError("X25519 shared secret is all zero")
+    return base(secret), shared
+
 
 EcPrivateKey = x25519.X25519PrivateKey | ec.EllipticCurvePrivateKey
 EcPublicKey = x25519.X25519PublicKey | ec.EllipticCurvePublicKey
@@ -184,21 +219,62 @@ def _shared(private: EcPrivateKey, peer: EcPublicKey) -> bytes:
     return shared
 
 
+def _nist_ephemeral(ec_curve: ec.EllipticCurve, random_bytes: RandomBytes) -> ec.EllipticCurvePrivateKey:
+    """A NIST/brainpool ephemeral key; its scalar from ``random_bytes`` unless that is ``os.urandom``.
+
+    The scalar is ``1 + (x mod (order - 1))`` for ``x`` of 64 bits more than the order (bias < 2**-64)."""
+    if random_bytes is os.urandom:
+        return ec.generate_private_key(ec_curve)
+    order = _ORDERS[ec_curve.name]
+    n = (order.bit_length() + 64 + 7) // 8
+    scalar = 1 + int.from_bytes(random_bytes(n), "big") % (order - 1)
+    return ec.derive_private_key(scalar, ec_curve)
+
+
+_ORDERS = {
+    "secp256r1": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+    "secp384r1": int(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973", 16
+    ),
+    "secp521r1": int(
+        "01FF" + "FFFFFFFF" * 7 + "FFFFFFFA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409", 16
+    ),
+    "brainpoolP256r1": 0xA9FB57DBA1EEA9BC3E660A909D838D718C397AA3B561A6F7901E0E82974856A7,
+    "brainpoolP384r1": int(
+        "8CB91E82A3386D280F5D6F7E50E641DF152F7109ED5456B31F166E6CAC0425A7CF3AB6AF6B7FC3103B883202E9046565", 16
+    ),
+    "brainpoolP512r1": int(
+        "AADD9DB8DBE9C48B3FD4E6AE33C9FC07CB308DB3B3C9D20ED6639CCA70330870553E5C414CA92619418661197FAC10471DB1D3"
+        "81085DDADDB58796829CA90069",
+        16,
+    ),
+}
+
+
 def ecdh_wrap(
-    params: EcdhParams, recipient: EcPublicKey, fingerprint: bytes, key: bytes, algorithm: int | None
+    params: EcdhParams,
+    recipient: EcPublicKey,
+    fingerprint: bytes,
+    key: bytes,
+    algorithm: int | None,
+    random_bytes: RandomBytes = os.urandom,
 ) -> tuple[bytes, bytes]:
-    """Wrap a session key for a legacy ECDH recipient: returns (ephemeral point, wrapped key)."""
-    eph: EcPrivateKey
+    """Wrap a session key for a legacy ECDH recipient: returns (ephemeral point, wrapped key).
+
+    The ephemeral secret comes from ``random_bytes`` (see :data:`RandomBytes`)."""
     if params.curve is Curve.CURVE25519_LEGACY:
-        eph = new_x25519_key()
+        assert isinstance(recipient, x25519.X25519PublicKey)
+        eph_pub, shared = x25519_ephemeral(recipient.public_bytes_raw(), random_bytes)
+        point = b"\x40" + eph_pub
     else:
         ec_curve = _NIST_CURVES.get(params.curve)
         if ec_curve is None:
             raise UnsupportedAlgorithm(f"ECDH on curve {params.curve.name}")
-        eph = ec.generate_private_key(ec_curve)
-    kek = kdf(params, _shared(eph, recipient), fingerprint)
-    wrapped = key_wrap(kek, session_key_frame(key, algorithm))
-    return encode_point(params.curve, eph.public_key()), wrapped
+        eph = _nist_ephemeral(ec_curve, random_bytes)
+        shared = _shared(eph, recipient)
+        point = encode_point(params.curve, eph.public_key())
+    kek = kdf(params, shared, fingerprint)
+    return point, key_wrap(kek, session_key_frame(key, algorithm))
 
 
 def ecdh_unwrap(
@@ -244,14 +320,28 @@ def _native_kek(algorithm: PublicKeyAlgorithm, eph: bytes, recipient: bytes, sha
     return hmac.digest(prk, info + b"\x01", name)[:size]
 
 
-def native_wrap(algorithm: PublicKeyAlgorithm, recipient: NativePublicKey, key: bytes) -> tuple[bytes, bytes]:
-    """RFC 9580 section 5.1.6/5.1.7 encapsulation: returns (ephemeral public, wrapped session key)."""
+def native_wrap(
+    algorithm: PublicKeyAlgorithm,
+    recipient: NativePublicKey,
+    key: bytes,
+    random_bytes: RandomBytes = os.urandom,
+    recipient_raw: bytes | None = None,
+) -> tuple[bytes, bytes]:
+    """RFC 9580 section 5.1.6/5.1.7 encapsulation: returns (ephemeral public, wrapped session key).
+
+    The ephemeral secret comes from ``random_bytes``; ``recipient_raw`` is the recipient's raw public
+    key when the caller has it cached. X25519 runs on libsodium, X448 on `cryptography`."""
     if algorithm not in _NATIVE:
         raise UnsupportedAlgorithm(f"native KEM {algorithm!r}")
-    eph = new_x25519_key() if algorithm is PublicKeyAlgorithm.X25519 else x448.X448PrivateKey.generate()
-    eph_pub = eph.public_key().public_bytes_raw()
-    shared = eph.exchange(recipient)  # type: ignore[arg-type]
-    kek = _native_kek(algorithm, eph_pub, recipient.public_bytes_raw(), shared)
+    if recipient_raw is None:
+        recipient_raw = recipient.public_bytes_raw()
+    if algorithm is PublicKeyAlgorithm.X25519:
+        eph_pub, shared = x25519_ephemeral(recipient_raw, random_bytes)
+    else:
+        eph = x448.X448PrivateKey.from_private_bytes(random_bytes(56))
+        eph_pub = eph.public_key().public_bytes_raw()
+        shared = eph.exchange(recipient)  # type: ignore[arg-type]
+    kek = _native_kek(algorithm, eph_pub, recipient_raw, shared)
     return eph_pub, key_wrap(kek, key)
 
 

@@ -13,7 +13,7 @@ touches the disk through us.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ from engine.openpgp.constants import (
     PublicKeyAlgorithm,
     SymmetricAlgorithm,
 )
+from engine.openpgp.ecdh import RandomBytes
 from engine.openpgp.literal import LiteralData, format_octet, literal_header
 from engine.openpgp.packet import Packet, iter_packets, packet_header, write_packet
 from engine.openpgp.pkesk import Pkesk, SessionKey, pkesk_packet
@@ -262,10 +263,19 @@ def unwrap_inner(inner: bytes, max_output: int, depth: int = 0) -> tuple[Literal
 
 
 def session_key_packets(
-    recipients: Iterable[Recipient], sk: SessionKey, version: int, anonymous: bool = False
+    recipients: Iterable[Recipient],
+    sk: SessionKey,
+    version: int,
+    anonymous: bool = False,
+    pkesk_random: Callable[[Recipient], RandomBytes] | None = None,
 ) -> bytes:
-    """Serialized PKESKs (v3 for SEIPD v1, v6 for SEIPD v2) of ``sk`` for every recipient."""
-    return b"".join([pkesk_packet(r, sk, version, anonymous) for r in recipients])
+    """Serialized PKESKs (v3 for SEIPD v1, v6 for SEIPD v2) of ``sk`` for every recipient.
+
+    ``pkesk_random(recipient)`` gives the random source of that recipient's PKESK (default: os.urandom;
+    :func:`engine.openpgp.derive.pkesk_randomness` for repeatable re-encryption)."""
+    if pkesk_random is None:
+        return b"".join([pkesk_packet(r, sk, version, anonymous) for r in recipients])
+    return b"".join([pkesk_packet(r, sk, version, anonymous, pkesk_random(r)) for r in recipients])
 
 
 def encrypt(
@@ -281,12 +291,17 @@ def encrypt(
     anonymous: bool = False,
     literal_format: str = "b",
     session_key: SessionKey | None = None,
+    random_bytes: RandomBytes = os.urandom,
+    pkesk_random: Callable[[Recipient], RandomBytes] | None = None,
 ) -> bytes:
     """Encrypt ``plaintext`` to ``recipients`` (certificates); see the module docstring for choices.
 
     ``literal_format`` is the literal data format octet: 'b' (binary), 't' or 'u' (UTF-8 text); the
     bytes are written unchanged either way. ``session_key``: use this key (its algorithm, if set, must
-    be ``cipher``) instead of a fresh random one, e.g. to check the result in memory; never reuse one."""
+    be ``cipher``) instead of a fresh random one, e.g. to check the result in memory; never reuse one.
+    ``random_bytes`` gives the session key (when not given) and the SEIPD v1 prefix / v2 salt;
+    ``pkesk_random`` the PKESKs' randomness per recipient (see :func:`session_key_packets`). Both stay
+    os.urandom except for a repeatable re-encryption (:mod:`engine.openpgp.derive`)."""
     if not recipients:
         raise InvalidArgument("encrypt needs at least one recipient")
     if not isinstance(plaintext, bytes | bytearray | memoryview):
@@ -296,7 +311,7 @@ def encrypt(
     rcpts = resolve_recipients(recipients)
     use_aead = _choose_aead(rcpts, aead)
     if session_key is None:
-        sk = SessionKey(cipher, os.urandom(cipher.key_size))
+        sk = SessionKey(cipher, random_bytes(cipher.key_size))
     elif session_key.algorithm not in (None, cipher) or len(session_key.key) != cipher.key_size:
         raise InvalidArgument(f"the session key does not fit {cipher.name}")
     else:
@@ -307,13 +322,13 @@ def encrypt(
         algo = CompressionAlgorithm.ZLIB if compress is True else CompressionAlgorithm(compress)
         head, plaintext = b"", compress_packet(head + bytes(plaintext), algo)
     if use_aead:
-        out = session_key_packets(rcpts, sk, 6, anonymous) + write_packet(
-            PacketTag.SEIPD, seipd.seal_v2(sk.key, cipher, head + bytes(plaintext))
+        out = session_key_packets(rcpts, sk, 6, anonymous, pkesk_random) + write_packet(
+            PacketTag.SEIPD, seipd.seal_v2(sk.key, cipher, head + bytes(plaintext), random_bytes=random_bytes)
         )
     else:  # one pass and one output buffer: PKESKs, SEIPD header, then the body written in place
         size = 1 + cipher.block_size + 2 + len(head) + len(plaintext) + 22
-        lead = session_key_packets(rcpts, sk, 3, anonymous) + packet_header(PacketTag.SEIPD, size)
-        out = seipd.seal_v1(sk.key, cipher, plaintext, head, lead)
+        lead = session_key_packets(rcpts, sk, 3, anonymous, pkesk_random) + packet_header(PacketTag.SEIPD, size)
+        out = seipd.seal_v1(sk.key, cipher, plaintext, head, lead, random_bytes)
     if armor:
         return armor_bytes(out)
     return out
@@ -329,6 +344,7 @@ def rewrap(
     *,
     armor: bool | None = None,
     keep_skesk: bool = True,
+    deterministic: bool = False,
 ) -> bytes:
     """The same message for ``new_recipients``: new PKESKs, the encrypted data packet byte for byte.
 
@@ -336,6 +352,8 @@ def rewrap(
     SEIPD v1 the session key is checked against the prefix's repeated octets (one block of work; a
     wrong key passes with probability 2**-16); a SEIPD v2 session key is only checked for its size.
     ``armor`` None keeps the input's form. Check :func:`needs_full_reencryption` first.
+    ``deterministic``: derive every random value of the new PKESKs from the session key
+    (:func:`engine.openpgp.derive.pkesk_randomness`), so the same input always gives the same bytes.
     """
     parsed = _as_parsed(message)
     if not new_recipients:
@@ -344,7 +362,12 @@ def rewrap(
     if parsed.version == 1 and not seipd.quick_check_v1(sk.key, sk.algorithm, parsed.data.body):  # type: ignore[arg-type]
         raise DecryptionFailed("session key does not fit the encrypted data (quick check)")
     version = 6 if parsed.version == 2 else 3
-    pkesks = session_key_packets((recipient_of(c) for c in new_recipients), sk, version)
+    rand = None
+    if deterministic:
+        from engine.openpgp.derive import pkesk_randomness
+
+        rand = pkesk_randomness(sk)
+    pkesks = session_key_packets((recipient_of(c) for c in new_recipients), sk, version, pkesk_random=rand)
     kept = b"".join(bytes(p.raw) for p in parsed.others if keep_skesk or p.tag != PacketTag.SKESK)
     out = pkesks + kept + bytes(parsed.data.raw)
     if armor if armor is not None else parsed.armored:

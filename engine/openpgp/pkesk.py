@@ -12,6 +12,7 @@ Algorithm fields and the plaintext they protect:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from engine.openpgp.constants import (
     PublicKeyAlgorithm,
     SymmetricAlgorithm,
 )
+from engine.openpgp.ecdh import RandomBytes
 from engine.openpgp.mpi import mpi_bytes, read_mpi_bytes
 from engine.openpgp.packet import BodyReader, Packet, packet_header, write_packet
 
@@ -178,10 +180,35 @@ class Recipient:
         return self.fingerprint[-8:] if self.key_version == 4 else self.fingerprint[:8]
 
 
+def rsa_pkcs1v15_encrypt(public: rsa.RSAPublicKey, frame: bytes, random_bytes: RandomBytes) -> bytes:
+    """RSAES-PKCS1-v1_5 encryption (RFC 8017 section 7.2.1) with the padding string from ``random_bytes``.
+
+    ``os.urandom`` goes to OpenSSL; any other source is done here with ``pow(m, e, n)`` so that the
+    padding (nonzero octets drawn from ``random_bytes``, zeros skipped) is exactly what it gives."""
+    if random_bytes is os.urandom:
+        return public.encrypt(frame, padding.PKCS1v15())
+    numbers = public.public_numbers()
+    k = (numbers.n.bit_length() + 7) // 8
+    if len(frame) > k - 11:
+        raise ValueError("session key frame too long for the RSA modulus")
+    need = k - 3 - len(frame)
+    ps = b""
+    while len(ps) < need:
+        ps += random_bytes(need - len(ps) + 8).replace(b"\x00", b"")
+    em = b"\x00\x02" + ps[:need] + b"\x00" + frame
+    return pow(int.from_bytes(em, "big"), numbers.e, numbers.n).to_bytes(k, "big")
+
+
 def encrypt_session_key(
-    recipient: Recipient, session_key: SessionKey, version: int = 3, anonymous: bool = False
+    recipient: Recipient,
+    session_key: SessionKey,
+    version: int = 3,
+    anonymous: bool = False,
+    random_bytes: RandomBytes = os.urandom,
 ) -> Pkesk:
-    """A PKESK carrying ``session_key`` to ``recipient`` (v3 needs ``session_key.algorithm``)."""
+    """A PKESK carrying ``session_key`` to ``recipient`` (v3 needs ``session_key.algorithm``).
+
+    Every random value of the packet (ephemeral secrets, RSA padding) comes from ``random_bytes``."""
     alg = recipient.algorithm
     cipher = session_key.algorithm if version == 3 else None
     if version == 3 and cipher is None:
@@ -192,17 +219,17 @@ def encrypt_session_key(
             + session_key.key
             + ecdh.checksum(session_key.key)
         )
-        fields: tuple[Any, ...] = (recipient.public.encrypt(frame, padding.PKCS1v15()),)
+        fields: tuple[Any, ...] = (rsa_pkcs1v15_encrypt(recipient.public, frame, random_bytes),)
     elif alg == PublicKeyAlgorithm.ECDH:
         if recipient.ecdh is None:
             raise UnsupportedAlgorithm("ECDH recipient without KDF parameters")
         fields = ecdh.ecdh_wrap(
-            recipient.ecdh, recipient.public, recipient.fingerprint, session_key.key, cipher
+            recipient.ecdh, recipient.public, recipient.fingerprint, session_key.key, cipher, random_bytes
         )
     elif alg in _NATIVE:
         if cipher is not None and not SymmetricAlgorithm(cipher).is_aes:
             raise UnsupportedAlgorithm("X25519/X448 recipients require an AES session key (RFC 9580 5.1.6)")
-        eph, wrapped = ecdh.native_wrap(alg, recipient.public, session_key.key)
+        eph, wrapped = ecdh.native_wrap(alg, recipient.public, session_key.key, random_bytes)
         fields = (eph, cipher, wrapped)
     else:
         raise UnsupportedAlgorithm(f"encrypting to public-key algorithm {alg!r}")
@@ -227,13 +254,26 @@ def _head(r: Recipient, version: int, anonymous: bool) -> bytes:
     return head
 
 
+def _raw_public(recipient: Recipient) -> bytes:
+    """The recipient's raw X25519 public key (cached)."""
+    raw = recipient._parts.get("raw")
+    if raw is None:
+        raw = recipient._parts["raw"] = recipient.public.public_bytes_raw()
+    return raw
+
+
 def pkesk_packet(
-    recipient: Recipient, session_key: SessionKey, version: int = 3, anonymous: bool = False
+    recipient: Recipient,
+    session_key: SessionKey,
+    version: int = 3,
+    anonymous: bool = False,
+    random_bytes: RandomBytes = os.urandom,
 ) -> bytes:
     """``encrypt_session_key(...).serialize()``, quicker for Curve25519 ECDH and X25519 recipients.
 
-    Their PKESK is built from cached constant parts (IDs, KDF parameter string) around one X25519
-    key agreement and one key wrap: the per-message cost of bulk encryption.
+    Their PKESK is built from cached constant parts (IDs, KDF parameter string, raw public key) around
+    one libsodium X25519 key agreement and one key wrap: the per-message cost of bulk encryption.
+    ``random_bytes`` supplies every random value of the packet (see :func:`encrypt_session_key`).
     """
     alg = recipient.algorithm
     params = recipient.ecdh
@@ -244,16 +284,18 @@ def pkesk_packet(
         param = recipient._parts.get("kdf")
         if param is None:
             param = recipient._parts["kdf"] = params.param_string(recipient.fingerprint)
-        eph = ecdh.new_x25519_key()
-        kek = ecdh.kdf(params, eph.exchange(recipient.public), recipient.fingerprint, param)
+        eph_pub, shared = ecdh.x25519_ephemeral(_raw_public(recipient), random_bytes)
+        kek = ecdh.kdf(params, shared, recipient.fingerprint, param)
         wrapped = ecdh.key_wrap(kek, ecdh.session_key_frame(session_key.key, cipher))
-        tail = b"\x01\x07\x40" + eph.public_key().public_bytes_raw() + bytes((len(wrapped),)) + wrapped
+        tail = b"\x01\x07\x40" + eph_pub + bytes((len(wrapped),)) + wrapped
     elif alg == PublicKeyAlgorithm.X25519 and (cipher is None or SymmetricAlgorithm(cipher).is_aes):
-        eph_pub, wrapped = ecdh.native_wrap(alg, recipient.public, session_key.key)
+        eph_pub, wrapped = ecdh.native_wrap(
+            alg, recipient.public, session_key.key, random_bytes, _raw_public(recipient)
+        )
         clear = b"" if cipher is None else bytes((cipher,))
         tail = eph_pub + bytes((len(clear) + len(wrapped),)) + clear + wrapped
     else:
-        return encrypt_session_key(recipient, session_key, version, anonymous).serialize()
+        return encrypt_session_key(recipient, session_key, version, anonymous, random_bytes).serialize()
     body = _head(recipient, version, anonymous) + tail
     return packet_header(PacketTag.PKESK, len(body)) + body
 

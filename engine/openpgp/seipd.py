@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -96,12 +97,19 @@ class V1Encryptor:
 
 
 def seal_v1(
-    key: bytes, cipher: SymmetricAlgorithm, plaintext: bytes, head: bytes = b"", lead: bytes = b""
+    key: bytes,
+    cipher: SymmetricAlgorithm,
+    plaintext: bytes,
+    head: bytes = b"",
+    lead: bytes = b"",
+    random_bytes: Callable[[int], bytes] = os.urandom,
 ) -> bytes:
-    """``lead`` then the whole SEIPD v1 body for ``head || plaintext`` (the inner packet stream)."""
+    """``lead`` then the whole SEIPD v1 body for ``head || plaintext`` (the inner packet stream).
+
+    The random prefix is ``random_bytes(block size)``."""
     if cipher.is_aes and len(key) == cipher.key_size:
-        return kernel("pgpcrypto").cfb_encrypt_mdc(key, os.urandom(16), plaintext, head, lead)
-    enc = V1Encryptor(key, cipher)
+        return kernel("pgpcrypto").cfb_encrypt_mdc(key, random_bytes(16), plaintext, head, lead)
+    enc = V1Encryptor(key, cipher, random_bytes(cipher.block_size))
     return b"".join((lead, enc.header(), enc.update(head), enc.update(plaintext), enc.finalize()))
 
 
@@ -267,9 +275,10 @@ def seal_v2(
     plaintext: bytes,
     aead: AEADAlgorithm = AEADAlgorithm.OCB,
     chunk_octet: int = DEFAULT_CHUNK_OCTET,
+    random_bytes: Callable[[int], bytes] = os.urandom,
 ) -> bytes:
-    """The whole SEIPD v2 body for ``plaintext`` in one go."""
-    enc = V2Encryptor(key, cipher, aead, chunk_octet)
+    """The whole SEIPD v2 body for ``plaintext`` in one go; the salt is ``random_bytes(32)``."""
+    enc = V2Encryptor(key, cipher, aead, chunk_octet, random_bytes(32))
     return enc.header() + enc.update(plaintext) + enc.finalize()
 
 
