@@ -61,3 +61,38 @@ def test_self_check_catches_any_changed_byte() -> None:
             bad = out[:i] + (b"A" if out[i] != ord("A") else b"B") + out[i + 1 :]
             with pytest.raises(Exception):  # noqa: B017 - any failure is a caught corruption
                 unwrap(bad, st.open_with_last_key)
+
+
+def test_shards_are_private_copied_in_order_and_removed(tmp_path: Path) -> None:
+    """Workers on a pool leave each batch's mbox chunks in a shard file beside DST (0600); the sink
+    copies them into the output in order, keeps the segmented digest, and removes the shards."""
+    from engine.mail.item import MailItem
+    from engine.mail.sinks import ArchiveSink, Processed, to_shard
+
+    dst = tmp_path / "out.mbox"
+    raws = [b"From: a\n\nbody %d\nFrom here\n" % i for i in range(7)]
+
+    def processed(i: int) -> Processed:
+        item = MailItem(i, b"", b"From x Thu Jan  1 00:00:00 1970\n", 0, "src")
+        return Processed.mbox(item, raws[i], "plain", "copied", "00", len(raws[i]), None)
+
+    batches = [[processed(i) for i in range(0, 4)], [processed(i) for i in range(4, 7)]]
+    sink = ArchiveSink(dst, "mbox")
+    sink.rewind(START)  # before the workers start: it removes stale shards
+    expected = b"".join(p.chunk for b in batches for p in b)
+    sharded = [to_shard(str(dst), b) for b in batches]
+    shards = sorted(tmp_path.glob("out.mbox.shard-*"))
+    assert len(shards) == 2 and all(p.stat().st_mode & 0o777 == 0o600 for p in shards)
+    assert all(not p.chunk and p.shard for b in sharded for p in b)
+    sink.write_batch(sharded[0])
+    sink.write_batch([*sharded[1][:1], batches[1][1], *sharded[1][2:]])  # a chunk carried inline too
+    assert len(list(tmp_path.glob("out.mbox.shard-*"))) == 2  # copied and removed at the checkpoint
+    offset, digest = sink.checkpoint()
+    assert not list(tmp_path.glob("out.mbox.shard-*"))
+    sink.close()
+    assert sink.partial.read_bytes() == expected and offset == len(expected)
+    segs = [(len(p.chunk), hashlib.sha256(p.chunk).digest()) for b in batches for p in b]
+    AppendFile(sink.partial, segmented=True).rewind(Position(7, offset, digest), segs)  # digest as usual
+    to_shard(str(dst), batches[0])  # a shard left by a killed run: gone at the next rewind or close
+    sink.close()
+    assert not list(tmp_path.glob("out.mbox.shard-*"))

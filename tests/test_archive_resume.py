@@ -117,6 +117,7 @@ def test_kill_9_then_resume(
     originals = [m.raw for m in open_source(src)]
     assert _hashes(_decrypted(dst, sec)) == _hashes(originals)  # each message once, in order, exact
     assert not journal.exists() and not partial.exists()
+    assert not list(tmp_path.glob("enc.shard-*"))  # the workers' shard files of both runs are gone
 
 
 @pytest.mark.slow

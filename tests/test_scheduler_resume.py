@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -180,6 +181,83 @@ def test_report_and_progress_of_a_journaled_run(tmp_path: Path) -> None:
     assert numbers["outcomes"] == {"empty": 1, "upper": 4}
     assert numbers["bytes_in"] == numbers["bytes_out"] == 33
     assert lines.getvalue().startswith("5/5 items (100.0%)")
+
+
+class _FailingSink(AppendFile):
+    """Checkpoints fail from the third on (a full disk, say); writes and checkpoints never overlap."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.checkpoints, self.busy = 0, False
+
+    def write_batch(self, results: list[object]) -> None:
+        assert not self.busy, "write_batch while a checkpoint is running"
+        super().write_batch(results)
+
+    def checkpoint(self) -> tuple[int, str]:
+        self.busy = True
+        try:
+            time.sleep(0.01)
+            self.checkpoints += 1
+            if self.checkpoints > 2:
+                raise OSError(28, "No space left on device")
+            return super().checkpoint()
+        finally:
+            self.busy = False
+
+
+def test_commits_run_beside_the_loop_and_their_errors_surface(tmp_path: Path) -> None:
+    """Commits run in a helper thread while the next batch is awaited: the sink is never used by two
+    threads at once, a failed checkpoint ends the run with its error, and the journal claims only what
+    was made durable."""
+    out = tmp_path / "out"
+    sink = _FailingSink(out)
+    with pytest.raises(OSError, match="No space"):
+        run_journaled([b"x%03d" % i for i in range(50)], bytes.upper, sink, Journal(f"{out}.journal"), "p",
+                      workers=0, batch_size=5)  # fmt: skip
+    sink.close()
+    assert commits(Path(f"{out}.journal")) == 2
+    with AppendFile(out) as again:  # resumes after the two durable batches
+        position = run_journaled([b"x%03d" % i for i in range(50)], bytes.upper, again,
+                                 Journal(f"{out}.journal"), "p", workers=0, batch_size=5, resume=True)  # fmt: skip
+    assert position.items == 50 and out.read_bytes() == b"".join(b"X%03d" % i for i in range(50))
+
+
+class _SlowSnapshotSink(AppendFile):
+    """Takes batches while a snapshot is made durable (slowly: a slow disk)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.queued: list[bytes] = []
+        self.commits: list[int] = []
+
+    def write_batch(self, results: list[object]) -> None:
+        self.queued += results  # type: ignore[arg-type]
+
+    def prepare_checkpoint(self) -> list[bytes]:
+        snapshot, self.queued = self.queued, []
+        return snapshot
+
+    def finish_checkpoint(self, snapshot: list[bytes]) -> tuple[int, str]:
+        time.sleep(0.03)
+        super().write_batch(snapshot)
+        self.commits.append(len(snapshot))
+        return super().checkpoint()
+
+
+def test_a_sink_with_snapshots_keeps_taking_batches_and_commits_coalesce(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    items = [b"x%03d" % i for i in range(60)]
+    sink = _SlowSnapshotSink(out)
+    with sink:
+        position = run_journaled(items, bytes.upper, sink, Journal(f"{out}.journal"), "p", workers=0,
+                                 batch_size=2)  # fmt: skip
+    assert position.items == 60 and out.read_bytes() == b"".join(x.upper() for x in items)
+    assert sum(sink.commits) == 60 and len(sink.commits) < 30  # several batches per commit
+    assert all(n % 2 == 0 for n in sink.commits)  # always at a batch boundary
+    lines = Path(f"{out}.journal").read_text().splitlines()
+    items_committed = [json.loads(x.split("\t")[0])["items"] for x in lines if '"k":"commit"' in x]
+    assert items_committed == sorted(items_committed) and items_committed[-1] == 60
 
 
 def _digest() -> str:

@@ -9,11 +9,37 @@ plugged in; :mod:`engine.mail.crypto` adapts the in-process OpenPGP core and the
 
 from __future__ import annotations
 
-from engine.mail.classify import MailClass, classify
-from engine.mail.item import MailItem
-from engine.mail.job import Report, Result, decrypt_archive, encrypt_archive, process_one
-from engine.mail.pgpmime import NotWrappable, unwrap, wrap
-from engine.mail.source import open_sink, open_source
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.mail.classify import MailClass, classify
+    from engine.mail.item import MailItem
+    from engine.mail.job import Report, Result, decrypt_archive, encrypt_archive, process_one
+    from engine.mail.pgpmime import NotWrappable, unwrap, wrap
+    from engine.mail.source import open_sink, open_source
+
+#: What the archive jobs' workers import: the pool's fork server loads these once (and the command line
+#: starts that server before it imports them itself, so both load at once on two cores).
+WORKER_MODULES = ("engine.mail.crypto", "engine.mail.job", "engine.mail.reencrypt", "engine.keys.broker_client")
+
+# Loaded on first use (PEP 562): the command line imports ``engine.mail.cli`` to build its parser, and
+# must not pay for the OpenPGP core and the jobs (about 0.3 s) before it can start the worker pool.
+_WHERE = {
+    "MailClass": "classify", "classify": "classify", "MailItem": "item", "Report": "job", "Result": "job",
+    "decrypt_archive": "job", "encrypt_archive": "job", "process_one": "job", "NotWrappable": "pgpmime",
+    "unwrap": "pgpmime", "wrap": "pgpmime", "open_sink": "source", "open_source": "source",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"engine.mail.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "MailClass",

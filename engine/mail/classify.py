@@ -72,9 +72,19 @@ def _first_part(raw: bytes, body_start: int, boundary: str) -> tuple[str, dict[s
         return None
 
 
-def _is_inline_pgp(body: bytes) -> bool:
-    text = body.strip()
-    return text.startswith(_BEGIN) and text.endswith(_END)
+_SPACE = b" \t\n\r\x0b\x0c"  # what bytes.strip() removes
+_LEADING_SPACE = re.compile(rb"[ \t\n\r\x0b\x0c]*")
+
+
+def _is_inline_pgp(raw: bytes, start: int = 0) -> bool:
+    """Whether ``raw[start:]``, stripped, is one armored message (without copying the body)."""
+    begin = _LEADING_SPACE.match(raw, start).end()  # type: ignore[union-attr]
+    if not raw.startswith(_BEGIN, begin):
+        return False
+    end = len(raw)
+    while end > begin and raw[end - 1] in _SPACE:
+        end -= 1
+    return raw.endswith(_END, begin, end)
 
 
 def _disposition_p7m(raw: bytes, fields: list[Field]) -> bool:
@@ -110,6 +120,6 @@ def classify(raw: bytes, head: Head | None = None) -> MailClass:
         if inner in (MailClass.PGP_MIME, MailClass.SMIME):
             # e.g. a mailing list that wrapped an encrypted message in multipart/mixed with a footer
             return inner
-    if (ctype.startswith("text/") or ct is None) and _is_inline_pgp(raw[body_start:]):
+    if (ctype.startswith("text/") or ct is None) and _is_inline_pgp(raw, body_start):
         return MailClass.INLINE_PGP
     return MailClass.PLAIN

@@ -13,6 +13,7 @@ Every message of the source reaches the sink exactly once and in order; one that
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from engine.armor import ArmorWarning
 from engine.errors import InvalidArgument, NoMatchingKey
+from engine.mail import WORKER_MODULES
 from engine.mail.cardprime import card_refs
 from engine.mail.classify import MailClass, classify
 from engine.mail.crypto import (
@@ -36,10 +38,10 @@ from engine.mail.crypto import (
 )
 from engine.mail.headers import Head, parse_head
 from engine.mail.item import MailItem
-from engine.mail.mbox import MboxRef, entry
+from engine.mail.mbox import MboxRef, entry, load_refs
 from engine.mail.pgpmime import NotWrappable, unwrap, wrap
 from engine.mail.report import Report, Result
-from engine.mail.sinks import ArchiveSink, Processed, partial_of, read_records
+from engine.mail.sinks import ArchiveSink, Processed, partial_of, read_records, to_shard
 from engine.mail.source import Sink, open_sink, open_source, sink_format
 from engine.scheduler import Failed, Journal, Progress, RunReport, run_journaled
 from engine.scheduler.pool import prestart
@@ -212,8 +214,6 @@ def decrypt_archive(
 # --- journaled runs on the process pool -----------------------------------------------------------
 
 BATCH_BYTES = 8 << 20
-#: What a worker imports besides the initializer's module: loaded once, in the fork server.
-_WORKER_MODULES = ("engine.mail.job", "engine.mail.reencrypt", "engine.keys.broker_client")
 CHECKPOINT_SECONDS = 0.0  # journal every batch (issue 6); a positive value commits at most that often
 ERRORS = ("copied",)
 
@@ -257,25 +257,33 @@ def work_item(opts: JobOptions, item: MailItem, out_fmt: str = "") -> Processed:
         raise
     except Exception as e:  # a bug or a provider failure: keep the message, say why
         result = Result(item.index, "malformed", "copied", item.raw, _sha(item.raw), f"error: {e!r}")
-    out = item.with_raw(result.raw)
-    done = Processed(
+    if out_fmt == "mbox":  # the hot path: no intermediate objects, no second hash of the message
+        bare = MailItem(item.index, b"", item.separator_line, item.offset, item.source, item.name, item.subdir)
+        return Processed.mbox(bare, result.raw, result.mail_class, result.outcome, result.sha256,
+                              len(item.raw), result.reason)  # fmt: skip
+    out = MailItem(item.index, result.raw, item.separator_line, item.offset, item.source, item.name, item.subdir)
+    return Processed(
         out, result.mail_class, result.outcome, result.sha256, len(item.raw), item.source, item.offset,
-        result.reason, "" if out_fmt == "mbox" else _sha(result.raw),
+        result.reason, _sha(result.raw),
     )  # fmt: skip
-    return done.for_mbox() if out_fmt == "mbox" else done
 
 
 def _size(item: MailItem | MboxRef) -> int:
     return len(item.raw) if isinstance(item, MailItem) else item.length
 
 
-def work_batch(opts: JobOptions, refs: list[MailItem | MboxRef], out_fmt: str = "") -> list[Processed]:
+def work_batch(
+    opts: JobOptions, refs: list[MailItem | MboxRef], out_fmt: str = "", shards: str = ""
+) -> list[Processed]:
     """Worker side, one batch: read the messages (an :class:`MboxRef` is read here, not in the parent),
     queue the card operations of all of them first (card keys), then process them one by one. A wrong
-    PIN or a lost card raises (the run stops, see :func:`_stop_on`)."""
-    items = [r if isinstance(r, MailItem) else r.load() for r in refs]
+    PIN or a lost card raises (the run stops, see :func:`_stop_on`). With ``shards`` (the destination;
+    mbox output on a pool) the output goes into a shard file beside it (:func:`to_shard`), not back
+    through the pipe."""
+    items = load_refs(refs)
     current().prefetch([item.raw for item in items])
-    return [work_item(opts, item, out_fmt) for item in items]
+    out = [work_item(opts, item, out_fmt) for item in items]
+    return to_shard(shards, out) if shards and out_fmt == "mbox" else out
 
 
 def _stop_on(result: object) -> tuple[str, str] | None:
@@ -378,13 +386,15 @@ def run_job(
     params = {"opts": {**asdict(opts), "verify": None}, "src": _identity(src), "fmt": source.fmt, "out": fmt_out,
               "recipients": [_sha(c) for c in crypto.recipients], "keys": crypto.keys and crypto.keys.specs}  # fmt: skip
     run = RunReport()
-    prestart(workers, init_worker, _WORKER_MODULES)  # the pool's fork server loads while the card starts
+    pooled = ((os.cpu_count() or 1) if workers is None else workers) > 1
+    shards = str(dst) if pooled and fmt_out == "mbox" else ""  # workers hand their output over in files
+    prestart(workers, init_worker, WORKER_MODULES)  # the pool's fork server loads while the card starts
     with card_session(crypto) as (crypto, broker):  # card and token keys: one broker for all workers
         check_config(crypto)
         sink = ArchiveSink(dst, fmt_out, overwrite=overwrite)
         try:
             run_journaled(
-                card_refs(source, crypto), partial(work_batch, opts, out_fmt=fmt_out), sink, Journal(journal_path), params, resume=resume,
+                card_refs(source, crypto), partial(work_batch, opts, out_fmt=fmt_out, shards=shards), sink, Journal(journal_path), params, resume=resume,
                 progress=progress, report=run, outcome=lambda p: p.outcome, workers=workers,
                 batch_size=batch_size, batch_bytes=BATCH_BYTES, item_size=_size,
                 initializer=init_worker, initargs=(crypto,), batched=True, stop_on=_stop_on,

@@ -154,14 +154,32 @@ class MboxRef(NamedTuple):
     length: int
     truncated: bool
 
-    def load(self) -> MailItem:
-        """The message, read from the file (one ``pread``) and unquoted as ``read_mbox`` does."""
-        raw = os.pread(_fd(self.path), self.length, self.offset + len(self.sep)) if self.length else b""
+    def load(self, fd: int | None = None) -> MailItem:
+        """The message, read from the file (one ``pread``; ``fd``: the file open already) and unquoted as
+        ``read_mbox`` does."""
+        if fd is None:
+            fd = _fd(self.path)
+        raw = os.pread(fd, self.length, self.offset + len(self.sep)) if self.length else b""
         if len(raw) != self.length:
             raise StructuralError("mbox file changed while it was read", self.offset, self.path)
         if self.variant == "mboxrd":
             raw = unquote(raw)
         return MailItem(self.index, raw, self.sep, self.offset, self.path, truncated=self.truncated)
+
+
+def load_refs(refs: list[MailItem | MboxRef]) -> list[MailItem]:
+    """The messages of a batch: :class:`MboxRef` ones read (the file checked once per batch, not per
+    message), :class:`MailItem` ones as they are."""
+    fds: dict[str, int] = {}
+    out = []
+    for r in refs:
+        if isinstance(r, MboxRef):
+            fd = fds.get(r.path)
+            if fd is None:
+                fd = fds[r.path] = _fd(r.path)
+            r = r.load(fd)
+        out.append(r)
+    return out
 
 
 _fds: dict[str, tuple[int, int, int]] = {}
@@ -297,14 +315,20 @@ def separator_eol(raw: bytes) -> bytes:
     return b"\r\n" if raw.endswith(b"\r") or eol_of(raw) == b"\r\n" else b"\n"
 
 
-def entry(raw: bytes, separator_line: bytes | None = None) -> bytes:
+def entry(raw: bytes, separator_line: bytes | None = None, unquoted_from: int = -1) -> bytes:
     """One message as mboxrd stores it: its ``From `` line (a neutral one when it has none), the quoted
-    bytes and the separator's line ending; what :class:`MboxWriter` appends (a worker can build it)."""
+    bytes and the separator's line ending; what :class:`MboxWriter` appends (a worker can build it).
+
+    ``unquoted_from`` (a line start) says that no line from there on needs quoting, so only the bytes
+    before it are looked at (a message this program generated: a PGP/MIME wrapper after its header)."""
     sep = separator_line or DEFAULT_SEPARATOR
     if not sep.startswith(b"From ") or b"\n" in sep[:-1]:
         raise InvalidArgument("an mbox separator must be one line starting with 'From '")
     eol = separator_eol(raw)
-    return b"".join((sep if sep.endswith(b"\n") else sep + eol, quote(raw), eol))
+    sep = sep if sep.endswith(b"\n") else sep + eol
+    if unquoted_from > 0 and raw[unquoted_from - 1 : unquoted_from] == b"\n":
+        return b"".join((sep, quote(raw[:unquoted_from]), memoryview(raw)[unquoted_from:], eol))
+    return b"".join((sep, quote(raw), eol))
 
 
 class MboxWriter:
@@ -335,6 +359,7 @@ __all__ = [
     "MboxRef",
     "MboxWriter",
     "entry",
+    "load_refs",
     "quote",
     "read_mbox",
     "scan_mbox",

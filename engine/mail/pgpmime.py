@@ -45,6 +45,7 @@ _MARKER_RE = re.compile(rb"X-Pgpbulk-Restore: v=1; prefix=(\d+); ct=(param|added
 _BEGIN = b"-----BEGIN PGP MESSAGE-----"
 _END = b"-----END PGP MESSAGE-----"
 PREAMBLE = b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)"
+MIME_VERSION = b"MIME-Version: 1.0"  # the first line :func:`wrap` writes after the outer fields it keeps
 
 
 class NotWrappable(StructuralError):
@@ -130,15 +131,16 @@ def _outer_header(raw: bytes, fields: list[Field], eol: bytes, keep_subject: boo
     return lines
 
 
-def _block(armored: bytes, eol: bytes) -> bytes:
-    """The armored block of ``armored`` with the message's line endings."""
+def _block(armored: bytes, eol: bytes) -> bytes | memoryview:
+    """The armored block of ``armored`` with the message's line endings (a view when nothing changes:
+    the caller joins it into the message, so it is copied once, not twice)."""
     start, end = armored.find(_BEGIN), armored.rfind(_END)
     if start < 0 or end < start:
         raise StructuralError("encrypt_payload did not return an armored OpenPGP message")
-    block = armored[start : end + len(_END)]
-    if b"\r" in block:
-        return eol.join(block.splitlines())
-    return block if eol == b"\n" else block.replace(b"\n", eol)
+    stop = end + len(_END)
+    if armored.find(b"\r", start, stop) >= 0:
+        return eol.join(armored[start:stop].splitlines())
+    return memoryview(armored)[start:stop] if eol == b"\n" else armored[start:stop].replace(b"\n", eol)
 
 
 def wrap(
@@ -169,7 +171,7 @@ def wrap(
     boundary = b"pgpbulk-" + (sha256 or hashlib.sha256(raw).hexdigest())[:32].encode()
     parts = [
         *outer,
-        b"MIME-Version: 1.0" + eol,
+        MIME_VERSION + eol,
         b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";' + eol,
         b' boundary="' + boundary + b'"' + eol,
         eol,
@@ -185,7 +187,8 @@ def wrap(
         b"Content-Description: OpenPGP encrypted message" + eol,
         b'Content-Disposition: inline; filename="encrypted.asc"' + eol,
         eol,
-        block + eol,
+        block,
+        eol,
         eol,
         b"--" + boundary + b"--" + eol,
     ]

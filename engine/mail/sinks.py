@@ -8,17 +8,27 @@ journaled digest (a segmented :class:`~engine.scheduler.AppendFile`: one segment
 length and SHA-256, computed by the worker that built it, are in its record); in a Maildir or .eml folder, whose files are
 idempotent per name, every file not named in the kept records is removed. Generated Maildir names carry a
 stamp kept in the journal's digest field, so a resumed run names messages as the first run did.
+
+**Shards** (mbox output on a process pool): a worker writes a batch's output (exactly the bytes bound for
+the mbox: ciphertext, or messages passed unchanged) into ``DST.shard-PID-N`` beside DST (0600) and sends
+back only the records; :meth:`ArchiveSink.checkpoint` copies the shards into ``DST.partial`` in batch
+order with ``copy_file_range`` (in the kernel: the parent never touches message bytes), then removes
+them. A shard is never journaled: after a crash the batch is redone, and leftovers are removed by
+:meth:`~ArchiveSink.rewind` (the next run, fresh or resumed) and :meth:`~ArchiveSink.close`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,7 @@ from engine.mail.item import MailItem
 from engine.mail.maildir import SUBDIRS, MaildirWriter, fix_sizes
 from engine.mail.mbox import MboxWriter
 from engine.mail.mbox import entry as mbox_entry
+from engine.mail.pgpmime import MIME_VERSION
 from engine.mail.source import sink_format
 from engine.scheduler import AppendFile, Failed, Position, ResumeRefused
 from engine.scheduler.journal import fsync_dir
@@ -54,15 +65,37 @@ class Processed:
     chunk: bytes = b""
     entry: bytes = b""
     record: bytes = b""
+    shard: str = ""  # the chunk lies in this shard file (see :func:`to_shard`), at ``at``, not in ``chunk``
+    at: int = 0
 
     def for_mbox(self) -> Processed:
         """This result ready for an mbox sink (done in the worker)."""
-        item = self.item
-        chunk = mbox_entry(item.raw, item.separator_line)
+        i = self.item
+        return Processed.mbox(
+            MailItem(i.index, b"", i.separator_line, i.offset, i.source, i.name, i.subdir),
+            i.raw, self.mail_class, self.outcome, self.sha256, self.bytes_in, self.reason, self.out_sha256,
+        )  # fmt: skip
+
+    @staticmethod
+    def mbox(
+        item: MailItem, raw: bytes, mail_class: str, outcome: str, sha256: str, bytes_in: int,
+        reason: str | None, out_sha256: str = "",
+    ) -> Processed:  # fmt: skip
+        """A result ready for an mbox sink, built in one step (the worker's hot path): ``item`` carries
+        no bytes (its ``raw`` is unused), ``raw`` is the output message."""
+        # A PGP/MIME wrapper of ours: after its outer header (fields that cannot start with "From "
+        # unless quoted there) come only lines we wrote (MIME, armor): nothing to quote, nothing to scan.
+        generated = raw.find(GENERATED_MARK, 0, 1 << 16) + 1 if outcome == "encrypted" else -1
+        chunk = mbox_entry(raw, item.separator_line, generated)
         sha = hashlib.sha256(chunk).digest()
-        rec = self._record(None, len(item.raw)) | {"w": len(chunk), "wsha": sha.hex()}
-        return replace(self, item=replace(item, raw=b""), chunk=chunk, entry=segment_entry(len(chunk), sha),
-                       record=_line(rec))  # fmt: skip
+        record = _RECORD % (
+            item.index, _json(mail_class), _json(outcome), _json(sha256), _json(out_sha256), bytes_in,
+            len(raw), _json(item.source), item.offset, _json(reason), len(chunk), sha.hex(),
+        )  # same bytes as _line(self._record(None, len(raw)) | {"w": ..., "wsha": ...})
+        return Processed(
+            item, mail_class, outcome, sha256, bytes_in, item.source, item.offset, reason, out_sha256,
+            chunk, segment_entry(len(chunk), sha), record.encode(),
+        )  # fmt: skip
 
     def _record(self, name: str | None, out: int) -> dict[str, Any]:
         return {
@@ -82,6 +115,64 @@ class Processed:
 
 def _line(record: dict[str, Any]) -> bytes:
     return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def _json(value: str | None) -> str:
+    """What ``json.dumps`` writes for a string or None."""
+    return "null" if value is None else encode_basestring_ascii(value)
+
+
+_RECORD = (
+    '{"i":%d,"class":%s,"outcome":%s,"sha256":%s,"out_sha256":%s,"in":%d,"out":%d,"file":%s,'
+    '"offset":%d,"reason":%s,"name":null,"w":%d,"wsha":"%s"}\n'
+)
+
+
+SHARD = ".shard-"
+GENERATED_MARK = b"\n" + MIME_VERSION  # where the part of a wrapped message that we generated begins
+_shard_seq = 0
+
+
+def to_shard(dst: str, results: list[Processed]) -> list[Processed]:
+    """Worker side: write the mbox chunks of a batch into a new shard file beside ``dst`` (0600) and
+    return the results pointing into it, so that only small records travel back to the parent, which
+    copies the shard into the output in the kernel (:meth:`ArchiveSink.write_batch`) and removes it.
+    A shard holds exactly the bytes bound for the output (ciphertext, or messages passed unchanged)."""
+    global _shard_seq
+    _shard_seq += 1
+    path = f"{dst}{SHARD}{os.getpid()}-{_shard_seq}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        _write_all(fd, [p.chunk for p in results])
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+    out, at = [], 0
+    for p in results:
+        out.append(Processed(p.item, p.mail_class, p.outcome, p.sha256, p.bytes_in, p.source, p.offset, p.reason,
+                             p.out_sha256, b"", p.entry, p.record, path, at))  # fmt: skip
+        at += len(p.chunk)
+    return out
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
+    for i in range(0, len(chunks), 512):  # writev takes at most IOV_MAX (1024) buffers
+        part = chunks[i : i + 512]
+        done, total = os.writev(fd, part), sum(map(len, part))
+        if done < total:  # a short write (a signal, a full disk): finish it plainly
+            rest = b"".join(part)[done:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+
+
+def remove_shards(dst: Path) -> None:
+    """Remove the shard files of ``dst`` (left over by a killed run, or by a batch that was retried)."""
+    for entry in os.scandir(dst.parent):
+        if entry.name.startswith(dst.name + SHARD):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
 
 
 def _remove(path: Path) -> None:
@@ -122,11 +213,15 @@ class ArchiveSink:
         self._writer: MboxWriter | MaildirWriter | EmlDirWriter | None = None
         self._rec: Any = None
         self._pending: list[bytes] = []
+        self._deferred: list[list[Processed]] = []  # batches whose chunks wait in shard files
+        self._idle = threading.Event()  # no checkpoint snapshot is being made durable
+        self._idle.set()
 
     # -- ResumableSink ------------------------------------------------------------------------------
     def rewind(self, position: Position) -> None:
         """Start afresh (``items == 0``) or keep exactly the first ``position.items`` messages."""
         self.close()
+        remove_shards(self.path)
         fresh = position.items == 0
         if fresh:
             _remove(self.partial)
@@ -191,10 +286,46 @@ class ArchiveSink:
             if isinstance(p, Failed):  # item functions never raise; this is a bug, not a message problem
                 raise InvalidArgument(f"message #{p.index} could not be processed: {p.reason}")
         if self._file is not None and all(p.entry for p in results):
-            self._file.write_segments([b"".join([p.chunk for p in results])], [p.entry for p in results])
+            if any(p.shard for p in results):
+                self._copy_shards(results)
+            else:
+                self._idle.wait()  # the file is the commit thread's until its snapshot is durable
+                self._append_deferred()  # in order: what earlier batches left in shards goes first
+                self._file.write_segments([p.chunk for p in results], [p.entry for p in results])
             self._pending += [p.record for p in results]
             return
+        self._idle.wait()
+        self._append_deferred()
         self._pending += [self._write(p) for p in results]
+
+    def _copy_shards(self, results: list[Any]) -> None:
+        """Queue the chunks the workers left in shard files for :meth:`checkpoint` (which the scheduler
+        runs in its commit thread, beside the main loop): there a run of consecutive chunks of one shard
+        is one in-kernel copy, and the shards are removed."""
+        self._deferred.append(results)
+
+    def _append_deferred(self) -> None:
+        for results in self._deferred:
+            self._append_shards(results)
+        self._deferred.clear()
+
+    def _append_shards(self, results: list[Any]) -> None:
+        assert self._file is not None
+        i = 0
+        while i < len(results):
+            p = results[i]
+            j, length = i, 0
+            while j < len(results) and results[j].shard == p.shard and results[j].at == p.at + length:
+                length += int.from_bytes(results[j].entry[:8], "big")
+                j += 1
+            if not p.shard:  # a chunk carried in the result itself
+                self._file.write_segments([p.chunk], [p.entry])
+                i += 1
+                continue
+            self._file.append_from(p.shard, p.at, length, [r.entry for r in results[i:j]])
+            i = j
+        for shard in {p.shard for p in results if p.shard}:
+            os.unlink(shard)
 
     def _write(self, p: Processed) -> bytes:
         item, w, name = p.item, self._writer, None
@@ -212,9 +343,37 @@ class ArchiveSink:
             raise InvalidArgument("sink not rewound")
         return _line(p._record(name, len(item.raw)))
 
+    def prepare_checkpoint(self) -> tuple[list[list[Processed]], list[bytes]] | None:
+        """Main thread: take what was written so far (an mbox's shard batches and all records) as one
+        snapshot for :meth:`finish_checkpoint`, which the scheduler runs in its commit thread while this
+        sink takes further batches. None (commit with :meth:`checkpoint`) for a Maildir or .eml folder."""
+        if self._file is None:
+            return None
+        snapshot = (self._deferred, self._pending)
+        self._deferred, self._pending = [], []
+        self._idle.clear()
+        return snapshot
+
+    def finish_checkpoint(self, snapshot: tuple[list[list[Processed]], list[bytes]]) -> tuple[int, str]:
+        """Commit thread: copy the snapshot's shards into the output in order, fsync it, then append and
+        fsync the snapshot's records; ``(offset, digest)`` of the output up to the snapshot's end."""
+        deferred, pending = snapshot
+        try:
+            assert self._file is not None and self._rec is not None
+            for results in deferred:
+                self._append_shards(results)
+            offset, digest = self._file.checkpoint()
+            self._rec.write(b"".join(pending))
+            self._rec.flush()
+            os.fsync(self._rec.fileno())
+            return offset, digest
+        finally:
+            self._idle.set()
+
     def checkpoint(self) -> tuple[int, str]:
         """Output durable first, then the records; returns the journal's ``(offset, digest)``."""
         if self._file is not None:
+            self._append_deferred()
             offset, digest = self._file.checkpoint()
         elif isinstance(self._writer, MaildirWriter):
             self._writer.sync()
@@ -230,6 +389,8 @@ class ArchiveSink:
 
     # -- end of the run -----------------------------------------------------------------------------
     def close(self) -> None:
+        self._deferred.clear()
+        remove_shards(self.path)
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -262,4 +423,4 @@ class ArchiveSink:
         _remove(self.records)
 
 
-__all__ = ["ArchiveSink", "Processed", "partial_of", "read_records", "records_of"]
+__all__ = ["ArchiveSink", "Processed", "partial_of", "read_records", "records_of", "remove_shards", "to_shard"]

@@ -2,7 +2,14 @@
 
 :func:`run_journaled` is the loop every bulk job shares: start or resume from the journal, rewind the sink,
 skip the finished input, run the rest through :func:`~engine.scheduler.pool.run_batches`, and for each
-batch write, fsync, commit. A first Ctrl-C starts no new batch, lets the running ones finish and be
+batch write, fsync, commit. The fsyncs and the journal commit of a batch run in a helper thread while the
+loop awaits the next batch (see :class:`_Committer`), so the disk's latency does not hold up the workers;
+the loop waits for that commit before it writes the next batch, so every commit is still one batch
+boundary and the journal never claims more than the sink made durable. A sink that can take batches
+while its checkpoint runs (``prepare_checkpoint``/``finish_checkpoint``, e.g. an mbox whose batches wait
+in worker shard files) is not waited for: while one commit runs, further batches are written and the
+next commit takes them all (still at a batch boundary), so a slow disk means fewer commits, not idle
+workers. A first Ctrl-C starts no new batch, lets the running ones finish and be
 written and committed, then stops (:class:`Interrupted`, whose message says how to resume); a second
 one stops at once, which is still safe (the journal never claims more than the sink made durable).
 """
@@ -16,6 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +83,57 @@ def graceful_interrupt() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, old)
 
 
+class _Committer:
+    """Makes one batch durable off the main thread: ``sink.checkpoint()`` (fsyncs), then the journal's
+    commit, in that order, in one helper thread, while the main thread awaits the next batch's results.
+
+    The journal's guarantee is unchanged (it never claims more than the sink made durable, and every
+    commit is still one batch boundary); the caller waits (:meth:`wait`) before touching the sink again,
+    so a sink is never used by two threads at once. fsync releases the GIL, so the disk's latency no
+    longer stalls the loop that feeds the workers."""
+
+    def __init__(self, sink: ResumableSink, journal: Journal) -> None:
+        self.sink, self.journal = sink, journal
+        self.running: Future[Position] | None = None
+        self.overlapping = False
+        self._thread: ThreadPoolExecutor | None = None
+
+    def _commit(self, batch: Batch[Any], snapshot: Any) -> Position:
+        if snapshot is None:
+            offset, digest = self.sink.checkpoint()
+        else:
+            offset, digest = self.sink.finish_checkpoint(snapshot)  # type: ignore[attr-defined]
+        new = Position(batch.end, offset, digest, batch.index)
+        self.journal.commit(new)
+        return new
+
+    def start(self, batch: Batch[Any]) -> None:
+        """Commit up to ``batch`` (the last one written). A sink with ``prepare_checkpoint`` may hand
+        back a snapshot of what it was given so far (or None): it then keeps taking batches while the
+        snapshot is made durable (:attr:`overlapping`), and commits coalesce when the disk is slower
+        than the workers; without one the caller waits for the commit before writing again."""
+        if self._thread is None:  # one thread for the run: starting one per commit costs more than it
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="pgpbulk-commit")
+        prepare = getattr(self.sink, "prepare_checkpoint", None)
+        snapshot = prepare() if prepare is not None else None
+        self.overlapping = snapshot is not None
+        self.running = self._thread.submit(self._commit, batch, snapshot)
+
+    def wait(self) -> Position:
+        if self.running is None:
+            raise RuntimeError("no commit in flight")
+        try:
+            return self.running.result()  # a Ctrl-C here leaves it running: the caller's cleanup waits
+        finally:
+            if self.running.done():
+                self.running = None
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+
+
 def _default_outcome(result: Any) -> str:
     return "failed" if isinstance(result, Failed) else "done"
 
@@ -122,6 +181,7 @@ def run_journaled(
         if progress is not None:
             progress.begin(start.items)
         position = start
+        committer = _Committer(sink, journal)
         with (
             graceful_interrupt() as stop,
             contextlib.closing(
@@ -133,34 +193,57 @@ def run_journaled(
             written: Batch[Any] | None = None  # the last batch written and not yet committed
             due = time.monotonic() + checkpoint_every
 
-            def commit() -> None:
-                nonlocal position, written, due
+            def settle(*, quiet: bool = False) -> None:
+                """Wait for the commit in flight (the sink is never used by two threads at once)."""
+                nonlocal position
+                if committer.running is None:
+                    return
+                try:
+                    new = committer.wait()
+                except BaseException:
+                    if quiet:
+                        return
+                    raise
+                if report is not None:
+                    report.add_bytes(0, new.offset - position.offset)
+                position = new
+
+            def commit(*, wait: bool = True) -> None:
+                nonlocal written, due
+                running = committer.running
+                if not wait and committer.overlapping and running is not None and not running.done():
+                    return  # still busy: the next commit takes this batch too
+                settle()
                 if written is None:
                     return
-                offset, sink_digest = sink.checkpoint()
-                new = Position(written.end, offset, sink_digest, written.index)
-                journal.commit(new)
-                if report is not None:
-                    report.add_bytes(0, offset - position.offset)
-                position, written, due = new, None, time.monotonic() + checkpoint_every
+                committer.start(written)
+                written, due = None, time.monotonic() + checkpoint_every
+                if wait:
+                    settle()
 
-            for batch in batches:
-                if stop_on is not None:
-                    for result in batch.results:
-                        if (cause := stop_on(result)) is not None:
-                            commit()
-                            raise Stopped(*cause, position, journal.path)
-                sink.write_batch(batch.results)
-                written = batch
-                if report is not None:
-                    for result in batch.results:
-                        report.add(outcome(result))
-                    report.add_bytes(batch.nbytes, 0)
-                if time.monotonic() >= due:
-                    commit()
-                if progress is not None:
-                    progress.update(len(batch.results), batch.nbytes)
-            commit()
+            try:
+                for batch in batches:
+                    if not committer.overlapping or (committer.running and committer.running.done()):
+                        settle()  # a plain sink is not written while its checkpoint runs
+                    if stop_on is not None:
+                        for result in batch.results:
+                            if (cause := stop_on(result)) is not None:
+                                commit()
+                                raise Stopped(*cause, position, journal.path)
+                    sink.write_batch(batch.results)
+                    written = batch
+                    if report is not None:
+                        for result in batch.results:
+                            report.add(outcome(result))
+                        report.add_bytes(batch.nbytes, 0)
+                    if time.monotonic() >= due:
+                        commit(wait=False)  # fsyncs while the next batch is awaited
+                    if progress is not None:
+                        progress.update(len(batch.results), batch.nbytes)
+                commit()
+            finally:
+                settle(quiet=True)  # an exception is on its way: let the commit in flight land first
+                committer.close()
             # A stop leaves input unread (the peeked item is read again on resume).
             if stop.is_set() and next(items, _END) is not _END:
                 raise Interrupted(position, journal.path)

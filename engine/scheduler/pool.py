@@ -183,8 +183,9 @@ def pool_context() -> BaseContext:
 
 def _preload(ctx: BaseContext, initializer: Callable[..., Any] | None, extra: Sequence[str] = ()) -> None:
     module = getattr(initializer, "__module__", None)
-    if ctx.get_start_method() == "forkserver" and module and module != "__main__":
-        ctx.set_forkserver_preload(["__main__", module, *extra])  # type: ignore[attr-defined]
+    modules = [m for m in (module, *extra) if m and m != "__main__"]
+    if ctx.get_start_method() == "forkserver" and modules:
+        ctx.set_forkserver_preload(["__main__", *modules])  # type: ignore[attr-defined]
 
 
 def prestart(
@@ -192,6 +193,8 @@ def prestart(
 ) -> None:
     """Start the fork server now, loading ``initializer``'s module and ``modules``, so that it loads while
     the caller goes on starting (a card's owner process, say) and each worker is then forked ready.
+    ``initializer`` may be None when ``modules`` name what the workers need (a command can start the
+    server before it imports those modules itself, so both import at once on two cores).
     Does nothing when the run will not use a pool of its own (one worker) or under another start method;
     a no-op once the fork server runs (it is one per process)."""
     if ((os.cpu_count() or 1) if workers is None else workers) <= 1:

@@ -16,6 +16,7 @@ hash.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Sequence
@@ -48,6 +49,30 @@ class ResumableSink(Protocol):
         """Discard output written after ``position`` (raise :class:`ResumeRefused` if it is missing)."""
 
 
+def _copy_range(src: int, dst: int, src_at: int, dst_at: int, length: int) -> None:
+    """Copy ``length`` bytes between files at the given offsets: in the kernel (``copy_file_range``)
+    where the platform and file systems allow, else through a buffer."""
+    copy = getattr(os, "copy_file_range", None)
+    while length and copy is not None:
+        try:
+            n = copy(src, dst, min(length, 1 << 30), src_at, dst_at)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+                raise
+            break
+        if n == 0:
+            raise ResumeRefused("a shard file ended early while it was copied")
+        src_at, dst_at, length = src_at + n, dst_at + n, length - n
+    while length:
+        data = os.pread(src, min(length, _READ), src_at)
+        if not data:
+            raise ResumeRefused("a shard file ended early while it was copied")
+        done = 0
+        while done < len(data):
+            done += os.pwrite(dst, data[done:], dst_at + done)
+        src_at, dst_at, length = src_at + len(data), dst_at + len(data), length - len(data)
+
+
 class AppendFile:
     """Append-only output file: ``write`` bytes, ``checkpoint`` (fsync), ``rewind`` (truncate)."""
 
@@ -75,6 +100,25 @@ class AppendFile:
         if not self.segmented:
             raise InvalidArgument("write_segments() needs AppendFile(segmented=True)")
         self._file.writelines(chunks)
+        self._hash.update(b"".join(entries))
+
+    def append_from(self, path: str | os.PathLike[str], offset: int, length: int, entries: Sequence[bytes]) -> None:
+        """Segmented file: append ``length`` bytes of the file ``path`` from ``offset`` (segments whose
+        :func:`segment_entry` values the caller computed), copied in the kernel where it can
+        (``copy_file_range``), so the bytes never pass through this process."""
+        if self._file is None:
+            raise ResumeRefused("AppendFile.rewind() must be called first (START for a fresh run)")
+        if not self.segmented:
+            raise InvalidArgument("append_from() needs AppendFile(segmented=True)")
+        f = self._file
+        f.flush()
+        end = f.tell()
+        src = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            _copy_range(src, f.fileno(), offset, end, length)
+        finally:
+            os.close(src)
+        f.seek(end + length)
         self._hash.update(b"".join(entries))
 
     def write_batch(self, results: list[Any]) -> None:
