@@ -66,3 +66,52 @@ def test_parent_primes_workers_collect(old_key: Any) -> None:
 
 def test_card_pkesk_skips_what_is_not_ours(old_key: Any) -> None:
     assert card_pkesk(b"From: a@b\n\nplain\n", frozenset({b"x" * 8})) == []
+
+
+class _Provider:
+    """Records what the parent primes (refs are plain items here: no PGP/MIME, so empty groups)."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def key_ids(self) -> frozenset[bytes]:
+        return frozenset()
+
+    def prime(self, pkesks: list[Any]) -> None:
+        self.calls.append(len(pkesks))
+
+
+class _Source:
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def refs(self) -> Any:
+        return iter(self.items)
+
+
+def test_early_priming_starts_before_the_run_and_keeps_every_message() -> None:
+    from dataclasses import dataclass
+
+    from engine.mail import cardprime
+    from engine.mail.item import MailItem
+
+    @dataclass
+    class Keys:
+        broker: Any
+
+    @dataclass
+    class Crypto:
+        keys: Any
+
+    items = [MailItem(i, b"From: a@b\n\nplain %d\n" % i) for i in range(20)]
+    provider = _Provider()
+    refs = cardprime.card_refs(_Source(items), Crypto(Keys(provider)), early=True)  # type: ignore[arg-type]
+    assert len(provider.calls) == 3  # groups of 1, 2, 4 primed before the run takes anything
+    assert callable(refs)
+    assert [r.index for r in refs(0)] == list(range(20))
+    assert len(provider.calls) == 5  # then groups of 8 and 5, as the run takes them
+    again = _Provider()
+    late = cardprime.card_refs(_Source(items), Crypto(Keys(again)), early=True)  # type: ignore[arg-type]
+    assert [r.index for r in late(5)] == list(range(5, 20))  # a later start primes from there on
+    plain = cardprime.card_refs(_Source(items), Crypto(Keys(_Provider())))  # type: ignore[arg-type]
+    assert callable(plain) and [r.index for r in plain(0)] == list(range(20))

@@ -28,6 +28,9 @@ from engine.openpgp.pkesk import Pkesk
 #: Messages primed per group: one at first (the card starts as soon as the first message is parsed),
 #: then doubling up to the largest group.
 FIRST_GROUP, MAX_GROUP = 1, 32
+#: Messages a fresh run primes before it checks its keys and starts its pool (groups of 1, 2 and 4): the
+#: card has work queued for that time (and the first operation is sent after one message is parsed).
+EARLY = 7
 
 Ref = MailItem | MboxRef
 
@@ -67,13 +70,27 @@ def _primed_from(source: Source, provider: Any, skip: int) -> Iterator[Ref]:
     return primed(itertools.islice(source.refs(), skip, None), provider)
 
 
-def card_refs(source: Source, crypto: CryptoConfig) -> Iterable[Ref] | Callable[[int], Iterable[Ref]]:
+def _started(first: Iterator[Ref], source: Source, provider: Any, skip: int) -> Iterable[Ref]:
+    """A fresh run's refs whose first group is primed already; another ``skip`` starts over there."""
+    return first if skip == 0 else _primed_from(source, provider, skip)
+
+
+def card_refs(
+    source: Source, crypto: CryptoConfig, *, early: bool = False
+) -> Iterable[Ref] | Callable[[int], Iterable[Ref]]:
     """What ``run_journaled`` takes as its source: the refs, primed from item ``skip`` on when a card
-    broker serves keys of ``crypto`` (so a resume primes only the messages still to do)."""
+    broker serves keys of ``crypto`` (so a resume primes only the messages still to do).
+
+    ``early`` (a fresh run, which starts at item 0): prime the first message now, so the card starts
+    before the run checks its keys and starts its pool (the card's first operation overlaps them)."""
     broker = crypto.keys.broker if crypto.keys is not None else None
     if broker is None:
         return source.refs()
-    return partial(_primed_from, source, broker)
+    if not early:
+        return partial(_primed_from, source, broker)
+    refs = _primed_from(source, broker, 0)
+    head = list(itertools.islice(refs, EARLY))  # the card starts on the first; more queued behind it
+    return partial(_started, itertools.chain(head, refs), source, broker)
 
 
 __all__ = ["card_pkesk", "card_refs", "primed"]

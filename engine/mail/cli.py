@@ -125,7 +125,13 @@ def _run(args: argparse.Namespace, opts: Any, crypto: Any) -> int:
 
 def _prestart(args: argparse.Namespace) -> None:
     """Start the pool's fork server first, so that it imports the workers' modules while this process
-    imports its own (two cores busy instead of one, then the other)."""
+    imports its own (two cores busy instead of one, then the other).
+
+    Not with ``agent:`` or ``pkcs11:`` keys (served through the card broker): there the card is the
+    bottleneck, and :func:`~engine.mail.job.run_job` starts the server once the card has its first
+    messages, so that the server's start does not delay them."""
+    if any(spec.lower().startswith(("agent:", "pkcs11:")) for spec in getattr(args, "key", None) or ()):
+        return
     from engine.mail import WORKER_MODULES
     from engine.scheduler.pool import prestart
 

@@ -388,13 +388,16 @@ def run_job(
     run = RunReport()
     pooled = ((os.cpu_count() or 1) if workers is None else workers) > 1
     shards = str(dst) if pooled and fmt_out == "mbox" else ""  # workers hand their output over in files
-    prestart(workers, init_worker, WORKER_MODULES)  # the pool's fork server loads while the card starts
     with card_session(crypto) as (crypto, broker):  # card and token keys: one broker for all workers
+        # A card starts on the first message at once; the pool's fork server then loads (on the other
+        # core) while this process checks the keys and opens the sink during that first operation.
+        refs = card_refs(source, crypto, early=not resume)
+        prestart(workers, init_worker, WORKER_MODULES)
         check_config(crypto)
         sink = ArchiveSink(dst, fmt_out, overwrite=overwrite)
         try:
             run_journaled(
-                card_refs(source, crypto), partial(work_batch, opts, out_fmt=fmt_out, shards=shards), sink, Journal(journal_path), params, resume=resume,
+                refs, partial(work_batch, opts, out_fmt=fmt_out, shards=shards), sink, Journal(journal_path), params, resume=resume,
                 progress=progress, report=run, outcome=lambda p: p.outcome, workers=workers,
                 batch_size=batch_size, batch_bytes=BATCH_BYTES, item_size=_size,
                 initializer=init_worker, initargs=(crypto,), batched=True, stop_on=_stop_on,

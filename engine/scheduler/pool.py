@@ -34,7 +34,6 @@ import multiprocessing
 import os
 import signal
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
@@ -284,7 +283,7 @@ def run_batches(
     if depth < 1:
         raise InvalidArgument("max_in_flight must be >= 1")
     source = _cut(items, start_index, batch_size, batch_bytes, item_size or _default_size)
-    token = uuid.uuid4().hex  # names this run's lazy initialization in each process
+    token = os.urandom(16).hex()  # names this run's lazy initialization in each process (uuid: slow import)
     if inline:
         return _inline(_Task(fn, batched, initializer, initargs, token), source, start_batch, stop)
     if executor is not None:
