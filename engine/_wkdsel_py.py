@@ -7,6 +7,8 @@ Same names, arguments, results and errors as the native kernel; the tests run ev
   packet-by-packet path.
 * :func:`packets`: ``(tag, body)`` of each packet of one certificate (definite lengths only).
 * :func:`sig_fields`: the fields of a v4 signature that WKD selection reads.
+* :func:`cert_parse`: the packets of one certificate grouped for selection, with the fields of every
+  signature (None for one :func:`sig_fields` refuses).
 * :func:`key_plain`: True when a v4 key or subkey packet body is of a common, well-formed shape
   (RSA, Ed25519 or Curve25519 legacy) that the full key parser accepts.
 
@@ -15,7 +17,7 @@ Malformed or unusual input raises ``ValueError`` (never another exception, never
 
 from __future__ import annotations
 
-__all__ = ["cert_end", "features", "key_plain", "packets", "sig_fields"]
+__all__ = ["cert_end", "cert_parse", "features", "key_plain", "packets", "sig_fields"]
 
 _PUBKEY, _SIG, _UID, _SUBKEY, _SECRET_KEY = 6, 2, 13, 14, 5
 _OID_ED25519 = bytes.fromhex("2b06010401da470f01")
@@ -107,7 +109,11 @@ def packets(data: bytes) -> list[tuple[int, bytes]]:
             n = 1 << (first & 3)
             if pos + n >= end:
                 raise ValueError("packet header")
-            tag, size, pos = (first >> 2) & 0x0F, int.from_bytes(data[pos + 1 : pos + 1 + n], "big"), pos + 1 + n
+            tag, size, pos = (
+                (first >> 2) & 0x0F,
+                int.from_bytes(data[pos + 1 : pos + 1 + n], "big"),
+                pos + 1 + n,
+            )
         else:
             raise ValueError("packet header")
         if pos + size > end:
@@ -119,13 +125,25 @@ def packets(data: bytes) -> list[tuple[int, bytes]]:
 
 def sig_fields(body: bytes, known: bytes) -> tuple:
     """``(type, algo, halg, hashed_end, created, expires, key_exp, primary, reason, critical, fpr, kid,
-    left16, material)`` of a v4 signature body; ``known[t]`` is nonzero for the subpacket types
+    left16, material, tail, ed)`` of a v4 signature body; ``known[t]`` is nonzero for the subpacket types
     understood (a critical unknown one in the hashed area sets ``critical``). ``key_exp``, ``reason``,
-    ``fpr`` and ``kid`` are None when absent. ValueError on another version or a bad length."""
+    ``fpr`` and ``kid`` are None when absent. ``tail``: what the signature hashes after the signed data
+    (the body up to the hashed area's end, then ``04 FF`` and that length in four octets); ``ed``: the
+    material as an Ed25519 signature ``R || S`` (two MPIs of at most 32 octets each, left-padded with
+    zeros, and nothing after them), else None. ValueError on another version or a bad length."""
     if len(body) < 10 or body[0] != 4:
         raise ValueError("signature version")
     hashed_end = 6 + int.from_bytes(body[4:6], "big")
-    st = [0, 0, None, False, None, False, None, None]  # created expires key_exp primary reason critical fpr kid
+    st = [
+        0,
+        0,
+        None,
+        False,
+        None,
+        False,
+        None,
+        None,
+    ]  # created expires key_exp primary reason critical fpr kid
     _area(body, 6, hashed_end, True, known, st)
     ulen = int.from_bytes(body[hashed_end : hashed_end + 2], "big")
     uend = hashed_end + 2 + ulen
@@ -135,8 +153,22 @@ def sig_fields(body: bytes, known: bytes) -> tuple:
     created, expires, key_exp, primary, reason, critical, fpr, kid = st
     return (
         body[1], body[2], body[3], hashed_end, created, expires, key_exp, primary, reason, critical, fpr,
-        kid, body[uend : uend + 2], body[uend + 2 :],
+        kid, body[uend : uend + 2], body[uend + 2 :], body[:hashed_end] + b"\x04\xff" + hashed_end.to_bytes(4, "big"),
+        _ed_sig(body[uend + 2 :]),
     )  # fmt: skip
+
+
+def _ed_sig(m: bytes) -> bytes | None:
+    """Two MPIs filling ``m`` exactly, each of at most 32 octets, as 64 octets; else None."""
+    if len(m) < 2:
+        return None
+    e1 = 2 + ((m[0] << 8 | m[1]) + 7) // 8
+    if e1 + 2 > len(m):
+        return None
+    e2 = e1 + 2 + ((m[e1] << 8 | m[e1 + 1]) + 7) // 8
+    if e2 != len(m) or e1 - 2 > 32 or e2 - e1 - 2 > 32:
+        return None
+    return m[2:e1].rjust(32, b"\x00") + m[e1 + 2 : e2].rjust(32, b"\x00")
 
 
 def _area(body: bytes, pos: int, end: int, hashed: bool, known: bytes, st: list) -> None:
@@ -219,3 +251,39 @@ def key_plain(body: bytes) -> bool:
         pos + 4 <= end and body[pos] == 3 and body[pos + 1] == 1
         and body[pos + 2] in _KDF_HASHES and body[pos + 3] in _KDF_CIPHERS
     )  # fmt: skip
+
+
+def cert_parse(data: bytes, known: bytes) -> tuple:
+    """``(primary key body, direct signature bodies, their fields, User IDs, subkeys)``: a User ID or
+    subkey is ``(body, signature bodies, their fields)``; a signature's fields are :func:`sig_fields`
+    or None where that raises. Signatures after a User Attribute (tag 17) are dropped with it.
+    ValueError from :func:`packets`, when the first packet is not a public key (tag 6), or for a
+    packet other than signature, User ID, User Attribute and public subkey."""
+    if len(known) < 128:
+        raise ValueError("known must have 128 octets")
+    pk = packets(data)
+    if not pk or pk[0][0] != _PUBKEY:
+        raise ValueError("no primary key")
+    other: list[bytes] = []
+    other_fields: list[tuple | None] = []
+    uids: list[tuple] = []
+    subkeys: list[tuple] = []
+    bodies, fields, drop = other, other_fields, False
+    for tag, body in pk[1:]:
+        if tag == _SIG:
+            if drop:
+                continue
+            bodies.append(body)
+            try:
+                fields.append(sig_fields(body, known))
+            except ValueError:
+                fields.append(None)
+        elif tag in (_UID, _SUBKEY):
+            drop = False
+            bodies, fields = [], []
+            (uids if tag == _UID else subkeys).append((body, bodies, fields))
+        elif tag == 17:
+            drop = True
+        else:
+            raise ValueError(f"packet tag {tag}")
+    return pk[0][1], other, other_fields, uids, subkeys

@@ -5,6 +5,7 @@ Every read is bounds-checked against the buffer's length; malformed input raises
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint32_t
+from libc.string cimport memcpy, memset
 
 
 cdef bytes _OID_ED25519 = bytes.fromhex("2b06010401da470f01")
@@ -196,12 +197,15 @@ cdef int _area(const uint8_t *b, Py_ssize_t blen, Py_ssize_t pos, Py_ssize_t end
 
 def sig_fields(bytes body, bytes known) -> tuple:
     """The fields of a v4 signature body (see the twin)."""
+    if PyBytes_GET_SIZE(known) < 128:
+        raise ValueError("known must have 128 octets")
+    return _sig_fields(body, <const uint8_t *>PyBytes_AS_STRING(known))
+
+
+cdef tuple _sig_fields(bytes body, const uint8_t *k):
     cdef const uint8_t *b = <const uint8_t *>PyBytes_AS_STRING(body)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(body), hashed_end, uend
     cdef _SigState st
-    if PyBytes_GET_SIZE(known) < 128:
-        raise ValueError("known must have 128 octets")
-    cdef const uint8_t *k = <const uint8_t *>PyBytes_AS_STRING(known)
     if n < 10 or b[0] != 4:
         raise ValueError("signature version")
     st.created = st.expires = st.key_exp = 0
@@ -227,7 +231,44 @@ def sig_fields(bytes body, bytes known) -> tuple:
         PyBytes_FromStringAndSize(<const char *>b + st.kid_at, 8) if st.kid_at >= 0 else None,
         PyBytes_FromStringAndSize(<const char *>b + uend, 2),
         PyBytes_FromStringAndSize(<const char *>b + uend + 2, n - uend - 2),
+        _tail(b, hashed_end),
+        _ed_sig(b + uend + 2, n - uend - 2),
     )
+
+
+cdef bytes _tail(const uint8_t *b, Py_ssize_t hashed_end):
+    """``b[:hashed_end] || 04 FF || be32(hashed_end)`` (the caller has checked ``hashed_end``)."""
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, hashed_end + 6)
+    cdef uint8_t *o = <uint8_t *>PyBytes_AS_STRING(out)
+    memcpy(o, b, hashed_end)
+    o[hashed_end] = 4
+    o[hashed_end + 1] = 0xFF
+    o[hashed_end + 2] = (hashed_end >> 24) & 0xFF
+    o[hashed_end + 3] = (hashed_end >> 16) & 0xFF
+    o[hashed_end + 4] = (hashed_end >> 8) & 0xFF
+    o[hashed_end + 5] = hashed_end & 0xFF
+    return out
+
+
+cdef object _ed_sig(const uint8_t *m, Py_ssize_t n):
+    """Two MPIs filling ``m[:n]`` exactly, each of at most 32 octets, as 64 octets; else None."""
+    cdef Py_ssize_t e1, e2, l1, l2
+    if n < 2:
+        return None
+    e1 = 2 + ((((<Py_ssize_t>m[0]) << 8) | m[1]) + 7) // 8
+    if e1 + 2 > n:
+        return None
+    e2 = e1 + 2 + ((((<Py_ssize_t>m[e1]) << 8) | m[e1 + 1]) + 7) // 8
+    l1 = e1 - 2
+    l2 = e2 - e1 - 2
+    if e2 != n or l1 > 32 or l2 > 32:
+        return None
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 64)
+    cdef uint8_t *o = <uint8_t *>PyBytes_AS_STRING(out)
+    memset(o, 0, 64)
+    memcpy(o + 32 - l1, m + 2, l1)
+    memcpy(o + 64 - l2, m + e1 + 2, l2)
+    return out
 
 
 cdef Py_ssize_t _mpi_end(const uint8_t *b, Py_ssize_t pos, Py_ssize_t end):
@@ -277,3 +318,44 @@ def key_plain(bytes body) -> bool:
         pos + 4 <= end and b[pos] == 3 and b[pos + 1] == 1
         and b[pos + 2] in (2, 8, 9, 10, 11) and b[pos + 3] in (7, 8, 9)
     )
+
+
+def cert_parse(bytes data, bytes known) -> tuple:
+    """A certificate's packets grouped for selection, signature fields included (see the twin)."""
+    if PyBytes_GET_SIZE(known) < 128:
+        raise ValueError("known must have 128 octets")
+    cdef const uint8_t *k = <const uint8_t *>PyBytes_AS_STRING(known)
+    cdef list pk = packets(data)
+    cdef list other = [], uids = [], subkeys = []
+    cdef list bodies = None, fields = None
+    cdef Py_ssize_t i, n = len(pk)
+    cdef int tag
+    cdef bytes body
+    cdef bint drop = False
+    if n == 0 or pk[0][0] != 6:
+        raise ValueError("no primary key")
+    cdef tuple group = (other, [])
+    bodies = other
+    fields = group[1]
+    cdef list other_fields = fields
+    for i in range(1, n):
+        tag = pk[i][0]
+        body = pk[i][1]
+        if tag == 2:
+            if drop:
+                continue
+            bodies.append(body)
+            try:
+                fields.append(_sig_fields(body, k))
+            except ValueError:
+                fields.append(None)
+        elif tag == 13 or tag == 14:
+            drop = False
+            bodies = []
+            fields = []
+            (uids if tag == 13 else subkeys).append((body, bodies, fields))
+        elif tag == 17:
+            drop = True
+        else:
+            raise ValueError(f"packet tag {tag}")
+    return pk[0][1], other, other_fields, uids, subkeys

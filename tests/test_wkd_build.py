@@ -344,3 +344,35 @@ def test_demo_step_builds_a_tree() -> None:
     out = io.StringIO()
     assert demo_wkd_build(out, count=30)
     assert "keys/s" in out.getvalue() and "holds only" in out.getvalue()
+
+
+@pytest.mark.parametrize("method", ["advanced", "direct", "both"])
+def test_manifest_entries_are_json_encoded_entries(tmp_path: Path, method: str) -> None:
+    """The manifest's entry lines (formatted directly for the common file) are exactly what ``json``
+    writes: quotes, backslashes and non-ASCII in addresses, a file with several keys, every method."""
+    import json
+
+    cert = generate("Fine <fine@example.org>")
+    odd = [
+        b'<q"uote@example.org>',
+        b"<back\\slash@example.org>",
+        "<jörg@example.org>".encode(),
+        b"<z@example.org>",
+    ]
+    ring = with_uids(cert, odd) + pub("Joe <joe@example.org>", created=NOW - 9) + pub("Joe <joe@example.org>")
+    (tmp_path / "m.gpg").write_bytes(ring)
+    report = build(
+        tmp_path / "w", [str(tmp_path / "m.gpg")], method=method, domains=["example.org"], workers=0
+    )
+    text = Path(report.manifest_path).read_text(encoding="utf-8")
+    entries = mf.load(report.manifest_path).entries
+    assert len(entries) == report.addresses == 6
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    lines = text.split("\n")[1 : 1 + len(entries)]
+    assert lines == [encode(e) + ("," if i < len(entries) - 1 else "") for i, e in enumerate(entries)]
+    assert any(len(e["fingerprints"]) == 2 for e in entries)
+    assert {e["address"] for e in entries} >= {
+        'q"uote@example.org',
+        "back\\slash@example.org",
+        "jörg@example.org",
+    }

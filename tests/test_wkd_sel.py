@@ -53,6 +53,39 @@ def test_twins_agree_on_real_certificates(ring: bytes) -> None:
                 PublicKey.read(BodyReader(body), True)
 
 
+def test_cert_parse_groups_like_the_packets(ring: bytes) -> None:
+    for data in _certs(ring):
+        results = {k: _call(m, "cert_parse", data, _KNOWN_MASK) for k, m in KERNELS.items()}
+        assert len({repr(r) for r in results.values()}) == 1
+        body, other, other_fields, uids, subkeys = results["pure"]
+        pk = parse_packets(data)
+        assert body == pk[0][1] and not other and not other_fields
+        assert [u[0] for u in uids] == [b for t, b in pk if t == 13]
+        assert [k[0] for k in subkeys] == [b for t, b in pk if t == 14]
+        sigs = [(b, f) for _, bodies, fields in uids + subkeys for b, f in zip(bodies, fields, strict=True)]
+        assert [b for b, _ in sigs] == [b for t, b in pk if t == 2]
+        assert all(f == KERNELS["pure"].sig_fields(b, _KNOWN_MASK) for b, f in sigs)
+
+
+def test_cert_parse_shapes() -> None:
+    key, uid, sig, sub, attr = b"\xc6\x01\x04", b"\xcd\x01u", b"\xc2\x01\x04", b"\xce\x01\x04", b"\xd1\x01a"
+    for mod in KERNELS.values():
+        with pytest.raises(ValueError):
+            mod.cert_parse(uid + key, _KNOWN_MASK)  # no primary key first
+        with pytest.raises(ValueError):
+            mod.cert_parse(key + b"\xcc\x01t", _KNOWN_MASK)  # a trust packet
+        with pytest.raises(ValueError):
+            mod.cert_parse(key, b"short")
+        got = mod.cert_parse(key + sig + uid + sig + attr + sig + sub + sig + sig, _KNOWN_MASK)
+        assert got == (
+            b"\x04",
+            [b"\x04"],
+            [None],
+            [(b"u", [b"\x04"], [None])],
+            [(b"\x04", [b"\x04", b"\x04"], [None, None])],
+        )
+
+
 def test_cert_end_cuts_like_the_splitter(ring: bytes) -> None:
     certs = _certs(ring)
     for name, mod in KERNELS.items():
@@ -88,6 +121,7 @@ def test_twins_agree_on_damaged_input(ring: bytes) -> None:
                 data[rng.randrange(len(data) + 1) : 0] = bytes(rng.randrange(256) for _ in range(3))
         blob = bytes(data)
         calls = [("packets", blob), ("sig_fields", blob, _KNOWN_MASK), ("key_plain", blob)]
+        calls.append(("cert_parse", blob, _KNOWN_MASK))
         calls.append(("cert_end", blob, rng.randrange(-1, 8), 1 << 16, 8 << 20))
         for call in calls:
             got = {k: repr(_call(m, *call)) for k, m in KERNELS.items()}
@@ -119,7 +153,11 @@ def test_lean_primary_matches_the_full_parser(impl: str) -> None:
         assert KERNELS["pure"].key_plain(body)
         full = PublicKey.read(BodyReader(body), False)
         lean = _Primary(body)
-        assert (lean.algorithm, lean.created, lean.fingerprint) == (full.algorithm, full.created, full.fingerprint)
+        assert (lean.algorithm, lean.created, lean.fingerprint) == (
+            full.algorithm,
+            full.created,
+            full.fingerprint,
+        )
         assert lean.fingerprint_hex == full.fingerprint_hex
         for name in ("n", "e", "point"):
             if hasattr(full.material, name):
@@ -133,9 +171,51 @@ def test_lean_verify_accepts_good_and_refuses_damaged_signatures(impl: str, rsa_
     pool = rsa_pool(1, 1024) if rsa_every else ()
     for data in _certs(sample_keyring(3, 11, pool, rsa_every=rsa_every)):
         cert = LeanCert(data)
-        uid, raw = cert.uids[0]
+        uid, raw, _ = cert.uids[0]
         assert cert.verify(Sig(raw[0]), certification_suffix(uid))
         bad = bytearray(raw[0])
         bad[-1] ^= 0x01  # the signature value; the hashed part and its left 16 bits stay right
         assert not cert.verify(Sig(bytes(bad)), certification_suffix(uid))
         assert not cert.verify(Sig(raw[0]), certification_suffix(uid + b"x"))
+
+
+def _old_ed(m: bytes) -> bytes | None:
+    """What the lean path computed from the material before the kernel did (two MPIs, R || S)."""
+    from engine.wkd.lean import _mpi
+
+    try:
+        r, rest = _mpi(m, 0)
+        s, end = _mpi(m, rest)
+    except ValueError:
+        return None
+    if end != len(m) or len(r) > 32 or len(s) > 32:
+        return None
+    return r.rjust(32, b"\x00") + s.rjust(32, b"\x00")
+
+
+def test_sig_tail_and_ed25519_value_match_the_formulas(ring: bytes) -> None:
+    rng = random.Random(9)
+    sigs = [b for d in _certs(ring) for t, b in parse_packets(d) if t == 2]
+    materials = [
+        b"",
+        b"\x00",
+        b"\x00\x00",
+        b"\x01\x00\xff\x00\x00",
+        b"\x00\x08\x01\x00\x08\x02",
+        b"\x01\x08" + bytes(33),
+    ]
+    for body in sigs:
+        fields = KERNELS["pure"].sig_fields(body, _KNOWN_MASK)
+        end = fields[3]
+        assert fields[14] == body[:end] + b"\x04\xff" + end.to_bytes(4, "big")
+        assert fields[15] is not None and fields[15] == _old_ed(fields[13])
+        m = bytearray(fields[13])
+        for _ in range(20):
+            d = bytearray(m)
+            d[rng.randrange(len(d))] = rng.choice((0, 1, 2, 0x20, 0x21, 0xFF, rng.randrange(256)))
+            materials.append(bytes(d[: rng.randrange(len(d) + 1)]) if rng.random() < 0.3 else bytes(d))
+    head = sigs[0][: len(sigs[0]) - len(KERNELS["pure"].sig_fields(sigs[0], _KNOWN_MASK)[13])]
+    for m in materials:
+        want = _old_ed(m)
+        for name, mod in KERNELS.items():
+            assert mod.sig_fields(head + m, _KNOWN_MASK)[15] == want, (name, m.hex())

@@ -23,7 +23,17 @@ from engine.wkd.lean_select import select_lean
 from engine.wkd.sources import CertBlob
 from engine.wkd.validate import normalize_address
 
-__all__ = ["METHODS", "BuildOptions", "CertResult", "Record", "select_batch", "select_cert", "select_one"]
+__all__ = [
+    "METHODS",
+    "BuildOptions",
+    "CertResult",
+    "Packed",
+    "Record",
+    "select_batch",
+    "select_cert",
+    "select_one",
+    "select_packed",
+]
 
 METHODS = ("advanced", "direct", "both")
 OTHER_DOMAIN = "other domain"
@@ -153,29 +163,43 @@ def select_cert(cert: Cert, opts: BuildOptions, result: CertResult) -> None:
         )
 
 
-def _select_lean(opts: BuildOptions, blob: CertBlob, result: CertResult, now: int) -> bool:
-    """The lean path; False (nothing recorded) when the certificate is unusual."""
+def _lean(
+    opts: BuildOptions, blob: CertBlob, now: int, skipped: list[tuple[str, str]]
+) -> tuple[list[tuple], str, float, float, float] | None:
+    """The lean path: ``(records as tuples (domain, hash, local, address, fingerprint, created, data,
+    status), fingerprint, seconds parse, verify, select)``, the reasons for the addresses left out
+    appended to ``skipped``; None (nothing appended) when the certificate is unusual."""
     t0 = time.perf_counter()
     try:
         cert = LeanCert(blob.data)
         t1 = time.perf_counter()
-        skipped: list[tuple[str, str]] = []
-        chosen = select_lean(cert, opts.domains, opts.include_expired, opts.include_revoked, now, skipped)
+        left: list[tuple[str, str]] = []
+        chosen = select_lean(cert, opts.domains, opts.include_expired, opts.include_revoked, now, left)
     except (Unusual, PgpBulkError, ValueError, IndexError):
-        return False
+        return None
     fpr = cert.primary.fingerprint_hex
-    result.fingerprint = fpr
-    result.skipped += skipped
+    skipped += left
+    rows = []
     if chosen:
+        created = cert.created
         hashes = wkd_hashes([c.local for c in chosen])
         for c, hashed in zip(chosen, hashes, strict=True):
-            rec = Record(
-                c.domain, hashed, c.local, c.address, fpr, cert.created, c.data, c.status, len(c.data)
-            )
-            result.records.append(rec)
-    result.seconds_parse += t1 - t0
-    result.seconds_verify += cert.seconds_verify
-    result.seconds_select += time.perf_counter() - t1 - cert.seconds_verify
+            rows.append((c.domain, hashed, c.local, c.address, fpr, created, c.data, c.status))
+    verify = cert.seconds_verify
+    return rows, fpr, t1 - t0, verify, time.perf_counter() - t1 - verify
+
+
+def _select_lean(opts: BuildOptions, blob: CertBlob, result: CertResult, now: int) -> bool:
+    """The lean path; False (nothing recorded) when the certificate is unusual."""
+    got = _lean(opts, blob, now, result.skipped)
+    if got is None:
+        return False
+    rows, result.fingerprint, parse, verify, select = got
+    for domain, hashed, local, address, fpr, created, data, status in rows:
+        result.records.append(Record(domain, hashed, local, address, fpr, created, data, status, len(data)))
+    result.seconds_parse += parse
+    result.seconds_verify += verify
+    result.seconds_select += select
     return True
 
 
@@ -217,3 +241,56 @@ def select_batch(opts: BuildOptions, blobs: list[CertBlob]) -> list[CertResult]:
                 res.records = write_records(opts.root, opts.method, res.records)
                 res.seconds_write += time.perf_counter() - t
     return results
+
+
+@dataclass(slots=True)
+class Packed:
+    """A whole batch's results in one object (:func:`select_packed`): the parent's index rows in input
+    order, ``(domain, hash, local, address, fingerprint, created, size, status, sha256, written, off,
+    len)``, where an unwritten record (its address's file was taken by another key) carries its bytes in
+    ``off`` and None in ``len``; ``unwritten``: the indexes of those rows; ``skipped``: (reason, what)."""
+
+    rows: list[tuple] = field(default_factory=list)
+    unwritten: list[int] = field(default_factory=list)
+    domains: set[str] = field(default_factory=set)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds_parse: float = 0.0
+    seconds_verify: float = 0.0
+    seconds_select: float = 0.0
+    seconds_write: float = 0.0
+
+
+def select_packed(opts: BuildOptions, blobs: list[CertBlob]) -> list[Packed | None]:
+    """Worker entry point of a build writing into ``opts.root``: :func:`select_one` over a batch, files
+    written here, and everything the parent needs packed into the first slot (the other slots None, so
+    the result list keeps the batch's length): one object to pickle per batch instead of one per record."""
+    from engine.wkd.tree import write_rows
+
+    assert opts.root is not None
+    out = Packed()
+    now = int(time.time()) if opts.now is None else opts.now
+    reference = replace(opts, lean=False, now=now)
+    for blob in blobs:
+        got = None
+        if opts.lean:
+            skipped = [("oversized packet dropped", note) for note in blob.notes]
+            got = _lean(opts, blob, now, skipped)
+        if got is not None:
+            rows = got[0]
+            out.skipped += skipped
+            out.seconds_parse += got[2]
+            out.seconds_verify += got[3]
+            out.seconds_select += got[4]
+        else:
+            res = select_one(reference, blob)
+            rows = [(r.domain, r.hash, r.local, r.address, r.fingerprint, r.created, r.data, r.status)
+                    for r in res.records]  # fmt: skip
+            out.skipped += res.skipped
+            out.seconds_parse += res.seconds_parse
+            out.seconds_verify += res.seconds_verify
+            out.seconds_select += res.seconds_select
+        if rows:
+            t = time.perf_counter()
+            write_rows(opts.root, opts.method, rows, out)
+            out.seconds_write += time.perf_counter() - t
+    return [out, *([None] * (len(blobs) - 1))]

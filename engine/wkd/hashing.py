@@ -54,13 +54,16 @@ def _is_control(ch: str) -> bool:
 
 
 def _check_local(local: str) -> None:
-    if local.isascii() and local.isprintable():
-        return  # the common case: no control character, no surrogate
+    if local.isprintable():
+        return  # the common case (printable: no control character, no surrogate), ASCII or not
     for i, ch in enumerate(local):
         if _is_control(ch):
             raise InvalidArgument(f"control character {ch!r} in the local part at position {i}")
         if 0xD800 <= ord(ch) <= 0xDFFF:
             raise InvalidArgument(f"lone surrogate {ch!r} in the local part at position {i}")
+
+
+_GOOD_DOMAINS: set[str] = set()  # domains that passed :func:`_check_domain` (which depends on nothing else)
 
 
 def _check_domain(domain: str, offset: int) -> None:
@@ -98,7 +101,11 @@ def split_address(address: str) -> tuple[str, str]:
     if not domain:
         raise InvalidArgument(f"address {address!r} has an empty domain")
     _check_local(local)
-    _check_domain(domain, len(local) + 1)
+    if domain not in _GOOD_DOMAINS:  # a keyring has few domains: each is checked once
+        _check_domain(domain, len(local) + 1)
+        if len(_GOOD_DOMAINS) >= 4096:
+            _GOOD_DOMAINS.clear()
+        _GOOD_DOMAINS.add(domain)
     return local, domain
 
 

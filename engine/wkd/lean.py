@@ -58,6 +58,7 @@ except (ImportError, AttributeError):  # pragma: no cover - another PyNaCl layou
             return False
         return True
 
+
 __all__ = ["LeanCert", "Unusual", "packet", "parse_packets"]
 
 A = PublicKeyAlgorithm
@@ -85,8 +86,8 @@ class Sig:
     """The fields of a v4 signature that selection reads, and its verification state."""
 
     __slots__ = (
-        "algo", "body", "created", "critical", "expires", "fpr", "halg", "hashed_end", "key_exp", "kid",
-        "left16", "material", "ok", "primary", "reason", "type",
+        "algo", "body", "created", "critical", "ed", "expires", "fpr", "halg", "hashed_end", "key_exp", "kid",
+        "left16", "material", "ok", "primary", "reason", "tail", "type",
     )  # fmt: skip
 
     def __init__(self, body: bytes, fields: tuple | None = None) -> None:
@@ -100,6 +101,7 @@ class Sig:
         (
             self.type, self.algo, self.halg, self.hashed_end, self.created, self.expires, self.key_exp,
             self.primary, self.reason, self.critical, self.fpr, self.kid, self.left16, self.material,
+            self.tail, self.ed,
         ) = fields  # fmt: skip
 
     def live(self, at: int) -> bool:
@@ -107,6 +109,7 @@ class Sig:
 
 
 _PLAIN_ALGOS = (A.RSA, A.RSA_SIGN_ONLY, A.EDDSA_LEGACY)
+_ALGOS = {int(a): a for a in A}  # ``A(n)`` without the enum call
 
 
 class _Primary:
@@ -119,7 +122,7 @@ class _Primary:
     def __init__(self, body: bytes) -> None:
         self.body = body
         self.created = int.from_bytes(body[1:5], "big")
-        self.algorithm = A(body[5])
+        self.algorithm = _ALGOS[body[5]]
         self.fingerprint = hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body).digest()
         self.material = self
         self.n = self.e = 0
@@ -153,13 +156,14 @@ class LeanCert:
     """A v4 certificate as packets, with signatures verified on demand (see the module docstring)."""
 
     def __init__(self, data: bytes) -> None:
-        packets = parse_packets(data)
-        if not packets or packets[0][0] != _PUBKEY:
-            raise Unusual("no primary key")
-        body = packets[0][1]
+        kernel = _native.kernel("wkdsel")
+        try:
+            body, other, other_fields, uids, subkeys = kernel.cert_parse(data, _KNOWN_MASK)
+        except ValueError as exc:  # framing, no primary key first, an unexpected packet
+            raise Unusual(str(exc)) from None
         if body[:1] != b"\x04":
             raise Unusual("key version")
-        if len(body) > 5 and body[5] in _PLAIN_ALGOS and _native.kernel("wkdsel").key_plain(body):
+        if len(body) > 5 and body[5] in _PLAIN_ALGOS and kernel.key_plain(body):
             self.primary: _Primary | PublicKey = _Primary(body)  # the common shapes, no full parse
         else:
             self.primary = PublicKey.read(BodyReader(body, what="public key"), False)
@@ -171,24 +175,17 @@ class LeanCert:
         self._ctx: dict[int, Any] = {}
         self._pub: Any = None
         self.seconds_verify = 0.0
-        other: list[bytes] = []
-        self.uids: list[tuple[bytes, list[bytes]]] = []  # (User ID body, raw signature bodies)
-        self.subkeys: list[tuple[bytes, list[bytes]]] = []
-        target = other
-        for tag, b in packets[1:]:
-            if tag == _SIG:
-                target.append(b)
-            elif tag == _UID:
-                self.uids.append((b, []))
-                target = self.uids[-1][1]
-            elif tag == _SUBKEY:
-                self.subkeys.append((b, []))
-                target = self.subkeys[-1][1]
-            elif tag == _ATTR:
-                target = []
-            else:
-                raise Unusual(f"packet tag {tag}")
-        self.other = [Sig(b) for b in other]
+        # (body, signature bodies, their fields from the kernel): parsed to :class:`Sig` on demand
+        self.uids: list[tuple[bytes, list[bytes], list[tuple | None]]] = uids
+        self.subkeys: list[tuple[bytes, list[bytes], list[tuple | None]]] = subkeys
+        self.other = self.sigs(other, other_fields)
+
+    @staticmethod
+    def sigs(bodies: list[bytes], fields: list[tuple | None]) -> list[Sig]:
+        """:class:`Sig` of each signature from the fields the kernel read (None: malformed)."""
+        if None in fields:
+            raise Unusual("malformed signature")
+        return list(map(Sig, bodies, fields))
 
     # -- verification ---------------------------------------------------------------------------
     def _issued(self, s: Sig) -> bool:
@@ -199,11 +196,12 @@ class LeanCert:
 
     def verify(self, s: Sig, data: bytes) -> bool:
         """Is ``s`` a valid signature by the primary key over ``prefix + data`` (memoized)?"""
-        if s.ok is None:
+        ok = s.ok
+        if ok is None:
             t = time.perf_counter()
-            s.ok = not s.critical and self._issued(s) and self._check(s, data)
+            ok = s.ok = not s.critical and self._issued(s) and self._check(s, data)
             self.seconds_verify += time.perf_counter() - t
-        return s.ok
+        return ok
 
     def _check(self, s: Sig, data: bytes) -> bool:
         if s.halg not in _HASHES:
@@ -214,10 +212,8 @@ class LeanCert:
         if base is None:
             base = self._ctx[s.halg] = hashlib.new(_HASHES[s.halg], self.prefix)
         h = base.copy()
-        hashed = s.body[: s.hashed_end]
         h.update(data)
-        h.update(hashed)
-        h.update(b"\x04\xff" + len(hashed).to_bytes(4, "big"))
+        h.update(s.tail)  # the hashed part of the signature and its trailer, from the kernel
         digest = h.digest()
         if digest[:2] != s.left16:
             return False
@@ -229,11 +225,9 @@ class LeanCert:
     def _raw_verify(self, s: Sig, digest: bytes) -> bool:
         m = s.material
         if self.primary.algorithm == A.EDDSA_LEGACY:
-            r, rest = _mpi(m, 0)
-            sv, end = _mpi(m, rest)
-            if end != len(m) or len(r) > 32 or len(sv) > 32:
+            sig = s.ed  # R || S, 64 octets, from the kernel; None when the material is not two MPIs
+            if sig is None:
                 return False
-            sig = r.rjust(32, b"\x00") + sv.rjust(32, b"\x00")
             point = self.primary.material.point  # type: ignore[union-attr]
             if _sodium_open is not None and len(point) == 33 and len(digest) <= 192:
                 return _sodium_ok(sig + digest, point[1:])

@@ -7,13 +7,13 @@ binding) but asks for a signature's verification only when the answer changes th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from engine import _native
 from engine.errors import InvalidArgument, MalformedPacket, UnsupportedError
 from engine.openpgp.public_key import PublicKey
 from engine.openpgp.reader import BodyReader
-from engine.openpgp.userid import UserID
+from engine.openpgp.userid import _ANGLE, _BARE
 from engine.wkd.lean import (
     LeanCert,
     Sig,
@@ -30,15 +30,18 @@ __all__ = ["Chosen", "select_lean"]
 _DIRECT, _KEY_REV, _BINDING, _SUB_REV, _CERT_REV = 0x1F, 0x20, 0x18, 0x28, 0x30
 
 
-@dataclass
 class _Uid:
-    body: bytes
-    raw: list[bytes]
-    cands: list[Sig] = field(default_factory=list)  # certifications, newest first
-    revs: list[Sig] = field(default_factory=list)
-    parsed: bool = False
-    data: bytes = b""  # the certification suffix, hashed by every signature over this User ID
-    self_sig: dict[int, Sig | None] = field(default_factory=dict)  # by time
+    """A User ID of the certificate: its signatures parsed on first use (:func:`_parse`)."""
+
+    __slots__ = ("body", "cands", "data", "fields", "parsed", "raw", "revs", "self_sig")
+
+    def __init__(self, body: bytes, raw: list[bytes], fields: list[tuple | None]) -> None:
+        self.body, self.raw, self.fields = body, raw, fields
+        self.cands: list[Sig] = []  # certifications, newest first
+        self.revs: list[Sig] = []
+        self.parsed = False
+        self.data = b""  # the certification suffix, hashed by every signature over this User ID
+        self.self_sig: dict[int, Sig | None] = {}  # by time
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Chosen:
 
 def _parse(c: LeanCert, u: _Uid) -> _Uid:
     if not u.parsed:
-        sigs = [Sig(b) for b in u.raw]
+        sigs = c.sigs(u.raw, u.fields)
         cands = [s for s in sigs if 0x10 <= s.type <= 0x13 and s.created >= c.created]  # gpg's rule too
         u.cands = sorted(cands, key=lambda s: -s.created)
         u.revs = [s for s in sigs if s.type == _CERT_REV]
@@ -102,7 +105,7 @@ def _subkeys(c: LeanCert, at: int) -> list[bytes]:
     """Packets of the subkeys valid at ``at`` with their newest binding."""
     out = []
     plain = _native.kernel("wkdsel").key_plain
-    for body, raw in c.subkeys:
+    for body, raw, fields in c.subkeys:
         if body[:1] != b"\x04":
             raise Unusual("subkey version")
         try:
@@ -113,7 +116,7 @@ def _subkeys(c: LeanCert, at: int) -> list[bytes]:
         except MalformedPacket as exc:
             raise Unusual("malformed subkey") from exc
         created = int.from_bytes(body[1:5], "big")
-        sigs = [Sig(b) for b in raw]
+        sigs = c.sigs(raw, fields)
         data = binding_suffix(body)
         bindings = sorted((s for s in sigs if s.type == _BINDING), key=lambda s: -s.created)
         binding = next((s for s in bindings if s.live(at) and c.verify(s, data)), None)
@@ -144,7 +147,7 @@ def select_lean(
     skipped: list[tuple[str, str]],
 ) -> list[Chosen]:
     """The addresses of ``c`` to publish (reasons for the others appended to ``skipped``)."""
-    uids = [_Uid(b, raw) for b, raw in c.uids]
+    uids = [_Uid(b, raw, fields) for b, raw, fields in c.uids]
     direct = [s for s in c.other if s.type == _DIRECT and c.verify(s, b"")]
     krevs = [s for s in c.other if s.type == _KEY_REV and c.verify(s, b"")]
     key_revoked = revoked_at(krevs, now)
@@ -160,7 +163,8 @@ def select_lean(
         key_problem = "key expired"
     best: dict[str, tuple[tuple[int, int], _Uid, str, str]] = {}
     for u in uids:
-        email = UserID(u.body).email
+        m = _ANGLE.search(u.body) or _BARE.match(u.body)  # ``UserID(u.body).email`` without the object
+        email = m.group(1).decode("utf-8", "replace") if m else None
         if email is None:
             skipped.append(("no mail address in user id", u.body.decode("utf-8", "replace")[:80]))
             continue

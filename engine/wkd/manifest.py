@@ -102,6 +102,12 @@ class ManifestWriter:
         self._f.write((",\n" if self.count else "") + _ENCODE(entry))
         self.count += 1
 
+    def add_json(self, texts: list[str]) -> None:
+        """Append entries already encoded (as :meth:`add` would encode them)."""
+        if texts:
+            self._f.write((",\n" if self.count else "") + ",\n".join(texts))
+            self.count += len(texts)
+
     def close(self, domains: list[str]) -> None:
         self._f.write(f'\n], "domains": {json.dumps(domains, ensure_ascii=False)}}}\n')
         self._f.flush()
@@ -161,11 +167,14 @@ class DiffBuilder:
         self.unchanged = 0
 
     def see(self, entry: dict[str, Any]) -> None:
-        sha = self._before.pop(entry["address"], None)
+        self.see_file(entry["address"], entry["sha256"])
+
+    def see_file(self, address: str, sha256: str) -> None:
+        sha = self._before.pop(address, None)
         if sha is None:
-            self.added.append(entry["address"])
-        elif sha != entry["sha256"]:
-            self.changed.append(entry["address"])
+            self.added.append(address)
+        elif sha != sha256:
+            self.changed.append(address)
         else:
             self.unchanged += 1
 

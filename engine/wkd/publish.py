@@ -30,7 +30,7 @@ from typing import Any
 from engine.errors import InvalidArgument
 from engine.scheduler import Failed, run_ordered
 from engine.wkd import manifest as mf
-from engine.wkd.build import OTHER_DOMAIN, BuildOptions, CertResult, select_batch
+from engine.wkd.build import OTHER_DOMAIN, BuildOptions, Packed, select_packed
 from engine.wkd.policy import policy_bytes
 from engine.wkd.sources import CertBlob, SourceProblem, iter_cert_blobs
 from engine.wkd.tree import INDEX_PREFIX, Slot, TreeWriter
@@ -205,17 +205,7 @@ def _blobs(items: Iterable[CertBlob | SourceProblem], report: BuildReport) -> It
 
 
 def _entry(writer: TreeWriter, slot: Slot) -> dict[str, Any]:
-    return {
-        "address": slot.address,
-        "domain": slot.domain,
-        "local": slot.local,
-        "hash": slot.hash,
-        "fingerprints": [k[0] for k in slot.keys],
-        "created": [k[1] for k in slot.keys],
-        "status": slot.status,
-        "sha256": slot.sha256,
-        "paths": writer.paths(slot),
-    }
+    return writer.entry(slot)
 
 
 def build(
@@ -275,11 +265,11 @@ def build(
             t_finish = time.perf_counter()
             manifest = mf.ManifestWriter(manifest_file, name, method, hashlib.sha256(policy).hexdigest())
             changes = mf.DiffBuilder(old_manifest) if incremental else None
-            for slot in writer.finish(report.skip):
-                entry = _entry(writer, slot)
-                manifest.add(entry)
+            for entries in writer.finish_entries(report.skip):
+                manifest.add_json([e[2] for e in entries])
                 if changes is not None:
-                    changes.see(entry)
+                    for address, sha, _ in entries:
+                        changes.see_file(address, sha)
             manifest.close(sorted(writer.domains))
             writer.close()
             report.seconds_write += time.perf_counter() - t_finish
@@ -323,7 +313,7 @@ def _run(
     blobs = _blobs(iter_cert_blobs(sources, gnupghome), report)
     results = run_ordered(
         blobs,
-        functools.partial(select_batch, opts),
+        functools.partial(select_packed, opts),
         workers=workers,
         batched=True,
         batch_size=64,
@@ -332,10 +322,14 @@ def _run(
     )
     for res in results:
         report.keys += 1
+        if progress is not None:
+            progress.update(1)
+        if res is None:  # packed into the first item of its batch
+            continue
         if isinstance(res, Failed):
             report.skip("worker error", res.reason)
             continue
-        assert isinstance(res, CertResult)
+        assert isinstance(res, Packed)
         report.seconds_parse += res.seconds_parse
         report.seconds_verify += res.seconds_verify
         report.seconds_select += res.seconds_select
@@ -343,8 +337,5 @@ def _run(
         t = time.perf_counter()
         for reason, what in res.skipped:
             report.skip(reason, what)
-        for rec in res.records:
-            writer.add(rec)
+        writer.add_packed(res)
         report.seconds_write += time.perf_counter() - t
-        if progress is not None:
-            progress.update(1)

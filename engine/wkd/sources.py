@@ -166,7 +166,20 @@ def split_binary(
         return CertBlob(source, start, b"".join(parts), tuple(notes))
 
     try:
-        while (head := sc.header()) is not None:
+        while True:
+            if type(sc.buf) is bytes and (end := cert_end(sc.buf, sc.pos, max_uid_bytes, max_cert_bytes)) > 0:
+                # the common certificate in one slice without a header parse here (the next packet is
+                # a primary key, so whatever was collected before is complete)
+                if (done := flush()) is not None:
+                    yield done
+                parts, size, notes, too_big, dropping = [], 0, [], False, False
+                at = sc.offset
+                blob = sc.buf[sc.pos : end]
+                sc.pos = end
+                yield CertBlob(source, at, blob)
+                continue
+            if (head := sc.header()) is None:
+                break
             tag, hlen, blen = head
             at = sc.offset
             if tag in (_KEY, _SECRET_KEY):

@@ -15,21 +15,26 @@ atomic switch.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import os
+import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from engine.errors import InvalidArgument
-from engine.wkd.build import METHODS, Record
+from engine.wkd.build import METHODS, Packed, Record
 from engine.wkd.validate import safe_name
 
-__all__ = ["Slot", "TreeWriter", "write_records"]
+__all__ = ["Slot", "TreeWriter", "write_records", "write_rows"]
 
 INDEX_PREFIX = ".wkd-index-"
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # as the manifest's
+_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f\\"]').search  # what ``json`` escapes with ensure_ascii=False
 _made: set[str] = set()  # directories this process has created (one mkdir per domain, not per file)
 
 
@@ -64,7 +69,9 @@ def write_records(root: str, method: str, records: Iterable[Record]) -> list[Rec
                     os.makedirs(os.path.join(root, safe_name(rec.domain)), exist_ok=True)
                     os.makedirs(folder, exist_ok=True)
                     _made.add(folder)
-                dfd = dirs[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+                dfd = dirs[folder] = os.open(
+                    folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+                )
             try:
                 _write_new(rec.hash, rec.data, dfd)
             except FileExistsError:
@@ -79,6 +86,40 @@ def write_records(root: str, method: str, records: Iterable[Record]) -> list[Rec
         for dfd in dirs.values():
             os.close(dfd)
     return out
+
+
+def write_rows(root: str, method: str, records: Iterable[tuple], out: Packed) -> None:
+    """:func:`write_records` for :func:`engine.wkd.build.select_packed`: ``records`` as tuples
+    ``(domain, hash, local, address, fingerprint, created, data, status)``; each one's index row is
+    appended to ``out`` (see :class:`engine.wkd.build.Packed`)."""
+    rows, domains = out.rows, out.domains
+    dirs: dict[str, int] = {}
+    try:
+        for domain, hashed, local, address, fpr, created, data, status in records:
+            folder = os.path.join(root, "hu") if method == "direct" else os.path.join(root, domain, "hu")
+            dfd = dirs.get(folder)
+            if dfd is None:
+                if folder not in _made:
+                    os.makedirs(os.path.join(root, safe_name(domain)), exist_ok=True)
+                    os.makedirs(folder, exist_ok=True)
+                    _made.add(folder)
+                dfd = dirs[folder] = os.open(
+                    folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+                )
+            domains.add(domain)
+            try:
+                _write_new(hashed, data, dfd)
+            except FileExistsError:  # another key for this address: the parent merges
+                out.unwritten.append(len(rows))
+                rows.append(
+                    (domain, hashed, local, address, fpr, created, len(data), status, "", 0, data, None)
+                )
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            rows.append((domain, hashed, local, address, fpr, created, len(data), status, sha, 1, None, None))
+    finally:
+        for dfd in dirs.values():
+            os.close(dfd)
 
 
 @dataclass(slots=True)
@@ -186,19 +227,51 @@ class TreeWriter:
             self._db.execute("COMMIT")
             self._pending.clear()
 
-    def _slots(self, skip: Callable[[str, str], None]) -> Iterator[Slot]:
-        """The index grouped by file, sorted by (domain, hash); the same key twice is reported."""
+    def add_packed(self, packed: Packed) -> None:
+        """Take a worker's whole batch (:class:`engine.wkd.build.Packed`): rows straight to the index,
+        the bytes of unwritten records to the spool."""
+        rows = packed.rows
+        if not packed.domains <= self.domains:
+            for row in rows:  # in input order, as :meth:`add` meets them
+                self._domain(row[0])
+        if packed.unwritten:
+            rows = list(rows)  # the packed batch stays as it came
+            if self._spool is None:
+                self._spool = tempfile.TemporaryFile(dir=self.root.parent, prefix=".wkd-spool-")  # noqa: SIM115
+            for i in packed.unwritten:
+                row = rows[i]
+                data = row[10]
+                off = self._spool.seek(0, os.SEEK_END)
+                self._spool.write(data)
+                rows[i] = (*row[:10], off, len(data))
+        self.written += len(rows) - len(packed.unwritten)
+        self._pending += rows
+        if len(self._pending) >= _FLUSH_EVERY:
+            self._flush()
+
+    def _groups(self) -> Iterator[list[tuple]]:
+        """The index rows sorted by (domain, hash), grouped by file."""
         self._flush()
-        slot: Slot | None = None
+        group: list[tuple] | None = None
         for row in self._db.execute(_SORTED):
+            if group is not None:
+                first = group[0]
+                if row[1] == first[1] and row[0] == first[0]:
+                    group.append(row)
+                    continue
+                yield group
+            group = [row]
+        if group is not None:
+            yield group
+
+    def _slot(self, group: list[tuple], skip: Callable[[str, str], None]) -> Slot:
+        """The slot of one file's rows; the same key twice is reported."""
+        domain, hashed, local, address, fpr, created, size, status, sha, written, off, length = group[0]
+        slot = Slot(domain, hashed, local, address, [(fpr, created, size)], [status], sha or "")
+        slot.file_fpr = fpr if written else ""
+        slot.pieces = None if written else [(off, length)]
+        for row in group[1:]:
             domain, hashed, local, address, fpr, created, size, status, sha, written, off, length = row
-            if slot is None or (slot.domain, slot.hash) != (domain, hashed):
-                if slot is not None:
-                    yield slot
-                slot = Slot(domain, hashed, local, address, [(fpr, created, size)], [status], sha or "")
-                slot.file_fpr = fpr if written else ""
-                slot.pieces = None if written else [(off, length)]
-                continue
             if slot.pieces is None:
                 slot.pieces = [None]
             if written:
@@ -210,8 +283,12 @@ class TreeWriter:
             slot.keys.append((fpr, created, size))
             slot.status.append(status)
             slot.pieces.append(None if written else (off, length))
-        if slot is not None:
-            yield slot
+        return slot
+
+    def _slots(self, skip: Callable[[str, str], None]) -> Iterator[Slot]:
+        """The index grouped by file, sorted by (domain, hash); the same key twice is reported."""
+        for group in self._groups():
+            yield self._slot(group, skip)
 
     def _merge(self, slot: Slot) -> None:
         """Rewrite a file from its kept pieces: newest key first (then by fingerprint)."""
@@ -250,19 +327,76 @@ class TreeWriter:
         self.reused += 1
         self.written -= 1
 
+    def _finish_slot(self, slot: Slot) -> None:
+        if slot.pieces is not None:
+            self._merge(slot)
+        if self.previous:
+            self._reuse(slot)
+        if self.method == "both":
+            os.link(self.root / self._rel(slot.domain, slot.hash), self.root / "hu" / slot.hash)
+        self.addresses += 1
+
     def finish(self, skip: Callable[[str, str], None] = lambda reason, what: None) -> Iterator[Slot]:
         """Merge multi-key files, reuse unchanged ones, link the direct tree; yields the slots sorted by
         domain and hash, one at a time (consume them all); ``skip(reason, address)`` hears of dropped
         duplicates."""
         for slot in self._slots(skip):
-            if slot.pieces is not None:
-                self._merge(slot)
-            if self.previous:
-                self._reuse(slot)
-            if self.method == "both":
-                os.link(self.root / self._rel(slot.domain, slot.hash), self.root / "hu" / slot.hash)
-            self.addresses += 1
+            self._finish_slot(slot)
             yield slot
+
+    def finish_entries(
+        self, skip: Callable[[str, str], None] = lambda reason, what: None, chunk: int = 128
+    ) -> Iterator[list[tuple[str, str, str]]]:
+        """:meth:`finish` yielding lists of up to ``chunk`` ``(address, sha256, manifest entry as JSON)``
+        in slot order: the common file (one key, written by a worker, nothing to reuse or link) goes
+        without a :class:`Slot` and its entry is formatted directly, the text ``json`` writes for
+        :meth:`entry`."""
+        self._flush()
+        simple = not self.previous and self.method != "both"
+        advanced = self.method == "advanced"
+        out: list[tuple[str, str, str]] = []
+        group: list[tuple] = []
+        for row in itertools.chain(self._db.execute(_SORTED), ((None, None),)):
+            if group:
+                first = group[0]
+                if row[1] == first[1] and row[0] == first[0]:
+                    group.append(row)
+                    continue
+                # the address is ``ascii_lower(local)@domain`` (normalize_address): it needs escaping
+                # exactly when the local part or the domain does
+                if simple and len(group) == 1 and first[9] and _NEEDS_ESCAPE(first[3]) is None:
+                    domain, hashed, local, address, fpr, created, _, status, sha = first[:9]
+                    path = f'"advanced": "{domain}/hu/{hashed}"' if advanced else f'"direct": "hu/{hashed}"'
+                    out.append((address, sha, (
+                        f'{{"address": "{address}", "domain": "{domain}", "local": "{local}", "hash": "{hashed}", '
+                        f'"fingerprints": ["{fpr}"], "created": [{int(created)}], "status": ["{status}"], '
+                        f'"sha256": "{sha}", "paths": {{{path}}}}}'
+                    )))  # fmt: skip
+                    self.addresses += 1
+                else:
+                    slot = self._slot(group, skip)
+                    self._finish_slot(slot)
+                    out.append((slot.address, slot.sha256, _ENCODE(self.entry(slot))))
+                if len(out) >= chunk:
+                    yield out
+                    out = []
+            group = [row]
+        if out:
+            yield out
+
+    def entry(self, slot: Slot) -> dict[str, Any]:
+        """The manifest entry of a finished slot."""
+        return {
+            "address": slot.address,
+            "domain": slot.domain,
+            "local": slot.local,
+            "hash": slot.hash,
+            "fingerprints": [k[0] for k in slot.keys],
+            "created": [k[1] for k in slot.keys],
+            "status": slot.status,
+            "sha256": slot.sha256,
+            "paths": self.paths(slot),
+        }
 
     def close(self) -> None:
         """Drop the index and the spool (idempotent)."""
