@@ -78,14 +78,16 @@ def _bind_gpg_key(home: Path, grip: str) -> str:
     return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
 
 
-def _short_pkesk_encrypt(recipients: list[object]) -> object:
-    """An encrypt function whose RSA PKESK integer is 255 bytes with its top bit clear (tried until so)."""
+def _pkesk_encrypt(recipients: list[object], short: bool) -> object:
+    """An encrypt function whose RSA PKESK integer is 255 bytes with its top bit clear (``short``) or the
+    full 256 bytes (tried until so: a random one is short 1 time in 256, which gpg 2.2 cannot decrypt
+    through gnupg-pkcs11-scd, so only message 0 may be)."""
 
     def encrypt(plaintext: bytes) -> bytes:
         while True:
             armored = message.encrypt(plaintext, recipients, armor=True)  # type: ignore[arg-type]
             c = message.parse_message(armored).pkesks[0].fields[0]
-            if len(c) == 255 and c[0] < 0x80:
+            if (len(c) == 255 and c[0] < 0x80) if short else len(c) == 256:
                 return armored
 
     return encrypt
@@ -119,8 +121,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CardRig]:
             plain = [m for i, m in enumerate(mailgen.generate(seed=61, count=COUNT * 3))
                      if mailgen.kind_of(i) not in (*mailgen.CARRIED_KINDS, "pgp_mime")][:COUNT]  # fmt: skip
             recipients = message.resolve_recipients(read_certs(old_pub.read_bytes(), "old.asc"))
-            normal = lambda p: message.encrypt(p, recipients, armor=True)  # noqa: E731
-            short = _short_pkesk_encrypt(recipients)
+            normal, short = _pkesk_encrypt(recipients, False), _pkesk_encrypt(recipients, True)
             encrypted = [wrap(p, short if i == 0 else normal) for i, p in enumerate(plain)]  # type: ignore[arg-type]
             archive = mailgen.write_mbox(root / "old.mbox", encrypted)
             yield CardRig(hsm, home, fpr, old_pub, new_sec, new_pub, new_home, plain, archive)
