@@ -40,6 +40,7 @@ from engine.openpgp.keys import read_certs
 from engine.scheduler import Stopped
 from tests import cardsetup as cs
 from tests import mailgen
+from tests.journalprobe import commits, committed_offset
 
 pytestmark = pytest.mark.peer
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,26 +293,14 @@ def test_wrong_pin_exits_2_then_resumes(rig: CardRig, tmp_path: Path, capsys: py
 
 
 # -- kill -9 mid-run, then --resume ------------------------------------------------------------------------
-def _commits(journal: Path) -> int:
-    try:
-        return journal.read_text().count('"k":"commit"')
-    except FileNotFoundError:
-        return 0
-
-
-def _committed_offset(journal: Path) -> int:
-    lines = [line for line in journal.read_text().splitlines() if '"k":"commit"' in line]
-    return int(json.loads(lines[-1].split("\t")[0])["offset"]) if lines else 0
-
-
 def _kill_after(rig: CardRig, argv: list[str], journal: Path, delay: float) -> None:
     """Start the CLI, wait for one more journal commit, then ``delay`` seconds, then kill -9 all of it."""
-    first = _commits(journal) + 1
+    first = commits(journal) + 1
     proc = subprocess.Popen([sys.executable, "-m", "engine", *argv], env=rig.env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 120
     try:
-        while _commits(journal) < first:
+        while commits(journal) < first:
             assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()!r}"  # type: ignore[union-attr]
             assert time.monotonic() < deadline
             time.sleep(0.002)
@@ -339,7 +328,7 @@ def test_kill_9_three_times_then_resume(rig: CardRig, tmp_path: Path, capsys: py
     prefixes = []
     for n, point in enumerate(points):
         _kill_after(rig, argv + (["--resume"] if n else []), journal, point)
-        offset = _committed_offset(journal)
+        offset = committed_offset(journal)
         prefixes.append((tmp_path / "new.mbox.partial").read_bytes()[:offset])
         assert offset > 0 and not out.exists()
     monkeypatch.setenv("PGPBULK_PASSPHRASE", cs.PIN)

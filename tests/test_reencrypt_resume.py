@@ -8,7 +8,6 @@ runs give identical bytes, and two session keys give different ephemerals.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -30,6 +29,7 @@ from engine.openpgp.pkesk import SessionKey
 from engine.openpgp.provider import InProcessKeyProvider
 from tests import mailgen
 from tests.conftest import require_tool
+from tests.journalprobe import commits, committed_offset
 from tests.test_archive_cli import make_key, pgpbulk
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,27 +141,15 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def _commits(journal: Path) -> int:
-    try:
-        return journal.read_text().count('"k":"commit"')
-    except FileNotFoundError:
-        return 0
-
-
-def _committed_offset(journal: Path) -> int:
-    lines = [line for line in journal.read_text().splitlines() if '"k":"commit"' in line]
-    return int(json.loads(lines[-1].split("\t")[0])["offset"]) if lines else 0
-
-
-def _kill_at(argv: list[str], journal: Path, commits: int, delay: float) -> bool:
-    """Run the CLI until ``commits`` more journal commits, wait ``delay`` s, kill -9 its process group.
+def _kill_at(argv: list[str], journal: Path, more: int, delay: float) -> bool:
+    """Run the CLI until ``more`` journal commits, wait ``delay`` s, kill -9 its process group.
     False when the run ended first (nothing to kill)."""
-    first = _commits(journal) + commits
+    first = commits(journal) + more
     proc = subprocess.Popen([sys.executable, "-m", "engine", *argv], env=_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 120
     try:
-        while _commits(journal) < first:
+        while commits(journal) < first:
             if proc.poll() is not None:
                 return False
             assert time.monotonic() < deadline
@@ -194,7 +182,7 @@ def test_kill_9_at_random_points_then_resume_is_byte_identical(
         if not _kill_at(argv + (["--resume"] if n else []), journal, *point):
             break  # finished before this kill: the output is complete already
         kills.append(point)
-        offset = _committed_offset(journal)
+        offset = committed_offset(journal)
         prefixes.append((tmp_path / "new.mbox.partial").read_bytes()[:offset])
     assert kills, "no run could be killed"
     if not out.exists():
