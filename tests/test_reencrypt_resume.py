@@ -97,11 +97,10 @@ def test_derived_sources_are_separated() -> None:
 
 
 @pytest.mark.peer
-def test_derived_pkesks_decrypt_with_gpg(tmp_path: Path) -> None:
+def test_derived_pkesks_decrypt_with_gpg(tmp_path: Path, gnupghome: Path) -> None:
     """gpg reads the derived v3 PKESKs (RSA with our raw PKCS#1 v1.5 padding, Cv25519 ECDH)."""
     gpg = require_tool("gpg")
-    home = tmp_path / "gnupg"
-    home.mkdir(mode=0o700)
+    home = gnupghome  # a throwaway home whose agent the fixture stops
     old = generate("Old <old@example.org>")
     plain = b"derived and repeatable\n" * 40
     ct = message.encrypt(plain, [old.public()])
