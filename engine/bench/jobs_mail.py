@@ -240,6 +240,11 @@ def _gpg_loop(mode: str, *options: str, workers: int | None = None) -> Callable[
             if proc.returncode != 0:
                 raise RuntimeError(f"gpg exited with {proc.returncode}: {proc.stderr[-200:]!r}")
 
+        # Not timed: the agent running and the key loaded before two gpg processes race to use them
+        # (two gpg 2.2 processes that find no agent at once may both fail to reach one).
+        peers.launch_agent()
+        if msgs:
+            one(msgs[0])
         start = time.perf_counter()
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(one, msgs))

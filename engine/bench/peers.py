@@ -150,6 +150,16 @@ def gpg_argv(*args: str) -> list[str]:
     ]
 
 
+def launch_agent() -> None:
+    """Start the throwaway home's gpg-agent now (``gpgconf --launch``), not in the first timed gpg."""
+    gpgconf = which("gpgconf")
+    if not gpgconf:
+        return
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run([gpgconf, "--homedir", str(gnupg_home()), "--launch", "gpg-agent"], capture_output=True,
+                       timeout=10)  # fmt: skip
+
+
 def stop_agents() -> None:
     """Stop the agents started in the throwaway home (the end of a run); gpg restarts them on use."""
     gpgconf = which("gpgconf")
