@@ -96,3 +96,20 @@ def test_shards_are_private_copied_in_order_and_removed(tmp_path: Path) -> None:
     to_shard(str(dst), batches[0])  # a shard left by a killed run: gone at the next rewind or close
     sink.close()
     assert not list(tmp_path.glob("out.mbox.shard-*"))
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [None, "plain reason", 'quote " and backslash \\', "non-ASCII: jörg ✉", "control\tchar\n"],
+)
+def test_mbox_record_equals_the_json_reference(reason: str | None) -> None:
+    """``Processed.mbox`` writes its record from a template (the worker's hot path): the bytes must equal
+    what ``json.dumps`` makes of :meth:`Processed._record` plus the chunk's length and SHA-256."""
+    from engine.mail.item import MailItem
+    from engine.mail.sinks import Processed, _line
+
+    raw = b"From: a\n\nbody\nFrom here\n"
+    item = MailItem(12, b"", b"From x Thu Jan  1 00:00:00 1970\n", 345, 'dir/"mail".mbox')
+    p = Processed.mbox(item, raw, "plain", "copied", "ab" * 32, 99, reason, "cd" * 32)
+    want = _line(p._record(None, len(raw)) | {"w": len(p.chunk), "wsha": hashlib.sha256(p.chunk).hexdigest()})
+    assert p.record == want

@@ -287,7 +287,9 @@ class ArchiveSink:
                 raise InvalidArgument(f"message #{p.index} could not be processed: {p.reason}")
         if self._file is not None and all(p.entry for p in results):
             if any(p.shard for p in results):
-                self._copy_shards(results)
+                # Queued for :meth:`finish_checkpoint` / :meth:`checkpoint` (the scheduler's commit thread):
+                # there a run of consecutive chunks of one shard is one in-kernel copy, then the shard goes.
+                self._deferred.append(results)
             else:
                 self._idle.wait()  # the file is the commit thread's until its snapshot is durable
                 self._append_deferred()  # in order: what earlier batches left in shards goes first
@@ -297,12 +299,6 @@ class ArchiveSink:
         self._idle.wait()
         self._append_deferred()
         self._pending += [self._write(p) for p in results]
-
-    def _copy_shards(self, results: list[Any]) -> None:
-        """Queue the chunks the workers left in shard files for :meth:`checkpoint` (which the scheduler
-        runs in its commit thread, beside the main loop): there a run of consecutive chunks of one shard
-        is one in-kernel copy, and the shards are removed."""
-        self._deferred.append(results)
 
     def _append_deferred(self) -> None:
         for results in self._deferred:
