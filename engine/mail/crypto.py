@@ -21,6 +21,7 @@ from engine.errors import IntegrityError, InvalidArgument, NoMatchingKey, PgpBul
 from engine.keys.errors import BadPassphrase, ProviderStopped
 from engine.openpgp import message
 from engine.openpgp.constants import SymmetricAlgorithm
+from engine.openpgp.derive import full_randomness, pkesk_randomness
 from engine.openpgp.keys import read_certs
 from engine.openpgp.pkesk import Pkesk, Recipient, SessionKey
 from engine.openpgp.provider import InProcessKeyProvider, KeyProvider
@@ -147,6 +148,53 @@ def open_provider(keys: KeyConfig) -> KeyProvider:
     return providers[0] if len(providers) == 1 else MultiProvider(providers)
 
 
+class CheckedEncrypt:
+    """A payload encryption whose result can be checked in memory: it remembers the session key it
+    chose (fresh for every message) and the binary message's hash, so that :meth:`open` decrypts the
+    result without a key operation, after checking that every byte (the PKESKs too) is as it was made.
+
+    ``derive_from`` (``reencrypt --mode full``): the new session key, the SEIPD prefix/salt and the
+    PKESKs' random values are derived from that old session key and the payload
+    (:mod:`engine.openpgp.derive`), so a repeated or resumed run writes the same bytes; without it all
+    of them are fresh random."""
+
+    def __init__(
+        self, recipients: Sequence[Recipient], aead: bool, derive_from: SessionKey | None = None
+    ) -> None:
+        self.recipients, self.aead, self.derive_from = recipients, aead, derive_from
+        self.session_key: SessionKey | None = None
+        self._digest = b""
+
+    def __call__(self, plaintext: bytes) -> bytes:
+        cipher = SymmetricAlgorithm.AES256
+        if self.derive_from is None:
+            rand, pkesk_random = os.urandom, None
+            sk = SessionKey(cipher, rand(cipher.key_size))
+        else:
+            rand = full_randomness(self.derive_from, self.recipients, plaintext)
+            sk = SessionKey(cipher, rand(cipher.key_size))
+            pkesk_random = pkesk_randomness(sk)
+        binary = message.encrypt(
+            plaintext,
+            self.recipients,
+            aead=self.aead,
+            session_key=sk,
+            random_bytes=rand,
+            pkesk_random=pkesk_random,
+        )
+        self.session_key, self._digest = sk, hashlib.sha256(binary).digest()
+        return armor(binary)
+
+    def open(self, armored: bytes) -> bytes:
+        """Decrypt what this made last, with its session key (the data packet in full: MDC or AEAD tags)."""
+        if self.session_key is None:
+            raise InvalidArgument("no session key to check with")
+        binary = dearmor(armored).data
+        if hashlib.sha256(binary).digest() != self._digest:
+            raise IntegrityError("the message differs from the one encrypted")
+        return message.decrypt(binary, session_key=self.session_key).plaintext
+
+
 class WorkerState:
     """Recipients and key provider of one process, built once from a :class:`CryptoConfig`."""
 
@@ -157,31 +205,20 @@ class WorkerState:
         self.aead = bool(self.recipients) and all(r.seipd_v2 for r in self.recipients)
         self.provider: KeyProvider | None = open_provider(config.keys) if config.keys else None
         self.broker = config.keys.broker if config.keys else None
-        self.last_session_key: SessionKey | None = None
-        self._last_digest = b""
+        self._checked = CheckedEncrypt(self.recipients, self.aead)
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """Armored message for the recipients (the encrypt payload function)."""
         return message.encrypt(plaintext, self.recipients, armor=True, aead=self.aead)
 
     def encrypt_checkable(self, plaintext: bytes) -> bytes:
-        """Like :meth:`encrypt`, remembering the session key (chosen here, fresh for every message) and
-        the binary message's hash, so that :meth:`open_with_last_key` can check the result in memory
-        without a key operation."""
-        sk = SessionKey(SymmetricAlgorithm.AES256, os.urandom(SymmetricAlgorithm.AES256.key_size))
-        binary = message.encrypt(plaintext, self.recipients, aead=self.aead, session_key=sk)
-        self.last_session_key, self._last_digest = sk, hashlib.sha256(binary).digest()
-        return armor(binary)
+        """Like :meth:`encrypt`, checkable in memory by :meth:`open_with_last_key` (:class:`CheckedEncrypt`)."""
+        return self._checked(plaintext)
 
     def open_with_last_key(self, armored: bytes) -> bytes:
-        """Decrypt what :meth:`encrypt_checkable` produced last with its session key (the data packet in
-        full: MDC or AEAD tags), after checking that every byte (the PKESKs too) is as it was made."""
-        if self.last_session_key is None:
-            raise InvalidArgument("no session key to check with")
-        binary = dearmor(armored).data
-        if hashlib.sha256(binary).digest() != self._last_digest:
-            raise IntegrityError("the message differs from the one encrypted")
-        return message.decrypt(binary, session_key=self.last_session_key).plaintext
+        """Decrypt what :meth:`encrypt_checkable` produced last with its session key, after checking that
+        every byte is as it was made."""
+        return self._checked.open(armored)
 
     def prefetch(self, raws: Sequence[bytes]) -> None:
         """With card keys: queue the card operations of a whole batch of messages at once (the first

@@ -23,16 +23,13 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from engine.armor import armor, dearmor
 from engine.errors import NoMatchingKey
 from engine.mail.classify import MailClass
-from engine.mail.crypto import STOP_ERRORS
+from engine.mail.crypto import STOP_ERRORS, CheckedEncrypt
 from engine.mail.item import MailItem
 from engine.mail.pgpmime import NotWrappable, armored_span, replace_armored, unwrap, wrap
 from engine.mail.report import Result
 from engine.openpgp import message
-from engine.openpgp.constants import SymmetricAlgorithm
-from engine.openpgp.derive import full_randomness, pkesk_randomness
 from engine.openpgp.pkesk import SessionKey
 
 if TYPE_CHECKING:
@@ -63,43 +60,10 @@ def _rewrap(
     return new
 
 
-class _DerivedEncrypt:
-    """The payload encryption of ``--mode full``: the new session key, the SEIPD prefix/salt and the
-    PKESKs' random values all derived from the old session key (:mod:`engine.openpgp.derive`), so a
-    run repeated (or resumed) writes the same bytes. Remembers the new session key and the message's
-    hash for the self-check."""
-
-    def __init__(self, old: SessionKey, st: WorkerState) -> None:
-        self.old, self.st = old, st
-        self.session_key: SessionKey | None = None
-        self.digest = b""
-
-    def __call__(self, payload: bytes) -> bytes:
-        rand = full_randomness(self.old, self.st.recipients, payload)
-        sk = SessionKey(SymmetricAlgorithm.AES256, rand(SymmetricAlgorithm.AES256.key_size))
-        binary = message.encrypt(
-            payload,
-            self.st.recipients,
-            aead=self.st.aead,
-            session_key=sk,
-            random_bytes=rand,
-            pkesk_random=pkesk_randomness(sk),
-        )
-        self.session_key, self.digest = sk, hashlib.sha256(binary).digest()
-        return armor(binary)
-
-    def open(self, armored: bytes) -> bytes:
-        """Decrypt what was made last with its session key, after checking every byte is as made."""
-        binary = dearmor(armored).data
-        if self.session_key is None or hashlib.sha256(binary).digest() != self.digest:
-            raise NotWrappable("self-check failed: the message differs from the one encrypted")
-        return message.decrypt(binary, session_key=self.session_key).plaintext
-
-
 def _full(raw: bytes, sk: SessionKey, st: WorkerState, keep_subject: bool, verify: bool) -> bytes:
     """Decrypt and encrypt afresh, with header protection as ``encrypt`` does."""
     plain = _plaintext(raw, sk)
-    encrypt = _DerivedEncrypt(sk, st)
+    encrypt = CheckedEncrypt(st.recipients, st.aead, derive_from=sk)  # repeatable: derived from sk
     new = wrap(plain, encrypt, keep_subject=keep_subject)
     if verify and _sha(unwrap(new, encrypt.open)) != _sha(plain):
         raise NotWrappable("self-check failed: the re-encrypted message does not decrypt to the original")

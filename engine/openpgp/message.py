@@ -273,9 +273,12 @@ def session_key_packets(
 
     ``pkesk_random(recipient)`` gives the random source of that recipient's PKESK (default: os.urandom;
     :func:`engine.openpgp.derive.pkesk_randomness` for repeatable re-encryption)."""
-    if pkesk_random is None:
-        return b"".join([pkesk_packet(r, sk, version, anonymous) for r in recipients])
-    return b"".join([pkesk_packet(r, sk, version, anonymous, pkesk_random(r)) for r in recipients])
+    source = pkesk_random or _fresh_random
+    return b"".join([pkesk_packet(r, sk, version, anonymous, source(r)) for r in recipients])
+
+
+def _fresh_random(_recipient: Recipient) -> RandomBytes:
+    return os.urandom
 
 
 def encrypt(
