@@ -21,7 +21,7 @@ C_DIR = EXT_DIR / "csrc"
 NATIVE_MODULES: list[tuple[str, str, list[str]]] = [
     ("_armor_c", "_armor_c.pyx", ["base64_simd.c", "crc24.c", "cpu.c"]),
     ("_wkd_c", "_wkd_c.pyx", ["sha1.c", "zbase32.c", "cpu.c"]),
-    ("_pgpcrypto_c", "_pgpcrypto_c.pyx", ["pgpcrypto.c"]),
+    ("_pgpcrypto_c", "_pgpcrypto_c.pyx", ["pgpcrypto.c", "cfbmb.c", "cpu.c"]),
     ("_wkdsel_c", "_wkdsel_c.pyx", []),
 ]
 # Libraries a module links against (OpenSSL's libcrypto: package libssl-dev on Debian).

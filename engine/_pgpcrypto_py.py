@@ -24,8 +24,8 @@ _BLOCK = 16
 
 
 def features() -> dict:
-    """What this implementation uses: ``{"native": False, "backend": "cryptography"}``."""
-    return {"native": False, "backend": "cryptography"}
+    """What this implementation uses: ``{"native": False, "backend": "cryptography", "multi_buffer": False}``."""
+    return {"native": False, "backend": "cryptography", "multi_buffer": False}
 
 
 def _check_key(key: bytes, what: str = "key") -> None:
@@ -136,6 +136,11 @@ def cfb_encrypt_mdc(key: Any, prefix: Any, plaintext: Any, head: Any = b"", lead
     return b"".join(
         (_bytes(lead), enc.header(), enc.update(_bytes(head)), enc.update(plaintext), enc.finalize())
     )
+
+
+def cfb_encrypt_mdc_many(items: Any) -> list[bytes]:
+    """:func:`cfb_encrypt_mdc` of every ``(key, prefix, plaintext, head, lead)`` of ``items``."""
+    return [cfb_encrypt_mdc(*item) for item in items]
 
 
 def cfb_decrypt_mdc(key: Any, ciphertext: Any) -> bytes:

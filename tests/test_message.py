@@ -47,6 +47,29 @@ def test_round_trip_v4_uses_seipd_v1(v4, size: int) -> None:  # type: ignore[no-
     assert result.literal == LiteralData(b"", ord("b"), b"", 0)
 
 
+@pytest.mark.parametrize("cipher", [SymmetricAlgorithm.AES128, AES256, SymmetricAlgorithm.CAMELLIA256])
+def test_encrypt_many_is_encrypt_for_each(v4, v6, cipher: SymmetricAlgorithm) -> None:  # type: ignore[no-untyped-def]
+    """Same shape, literal data and plaintext as one ``encrypt`` per message; a fresh session key each."""
+    pts = [os.urandom(size) for size in (0, 1, 16, 8192, 40_000)]
+    cases = [([v4], ([3], 1))]
+    if cipher.is_aes:  # X25519 (the v6 key) and SEIPD v2 take AES only, for encrypt as for encrypt_many
+        cases += [([v6], ([6], 2)), ([v4, v6], ([3, 3], 1))]
+    for recipients, shape in cases:
+        outs = message.encrypt_many(pts, [k.public() for k in recipients], cipher=cipher)
+        single = message.encrypt(pts[3], [k.public() for k in recipients], cipher=cipher)
+        assert len(outs[3]) == len(single) and [_shape(o) for o in outs] == [shape] * len(pts)
+        keys = set()
+        for pt, ct in zip(pts, outs, strict=True):
+            for key in recipients:
+                result = message.decrypt(ct, InProcessKeyProvider([key]))
+                assert result.plaintext == pt and result.cipher == cipher
+                assert result.literal == LiteralData(b"", ord("b"), b"", 0)
+                keys.add(result.session_key.key)
+        assert len(keys) == len(pts)
+    armored = message.encrypt_many([b"a", b"b"], [v4.public()], armor=True)
+    assert [message.decrypt(a, InProcessKeyProvider([v4])).plaintext for a in armored] == [b"a", b"b"]
+
+
 def test_auto_aead_only_when_every_recipient_advertises_it(v4, v6) -> None:  # type: ignore[no-untyped-def]
     assert _shape(message.encrypt(b"x", [v6.public()])) == ([6], 2)
     assert _shape(message.encrypt(b"x", [v6.public(), v4.public()])) == ([3, 3], 1)

@@ -112,6 +112,16 @@ def test_we_encrypt_gpg_decrypts(gpg: Gpg, name: str, size: int) -> None:
     assert gpg.decrypt(compressed) == plaintext
 
 
+@pytest.mark.parametrize("name", ["rsa3072", "cv25519"])
+def test_encrypt_many_gpg_decrypts(gpg: Gpg, name: str) -> None:
+    """Messages encrypted side by side (interleaved CFB in the native kernel) each decrypt with gpg."""
+    cert = read_certs(gpg.public(name))[0]
+    plaintexts = [os.urandom(size) for size in (0, 1, 17, 8192, 70_000, 300)]
+    armored = message.encrypt_many(plaintexts, [cert], armor=True)
+    assert len(set(armored)) == len(plaintexts)
+    assert [gpg.decrypt(a) for a in armored] == plaintexts
+
+
 def test_we_encrypt_stream_gpg_decrypts(gpg: Gpg) -> None:
     cert = read_certs(gpg.public("cv25519"))[0]
     plaintext = os.urandom(5 << 20)

@@ -211,6 +211,10 @@ class WorkerState:
         """Armored message for the recipients (the encrypt payload function)."""
         return message.encrypt(plaintext, self.recipients, armor=True, aead=self.aead)
 
+    def encrypt_many(self, plaintexts: Sequence[bytes]) -> list[bytes]:
+        """:meth:`encrypt` of each plaintext, the messages encrypted side by side (one batch of mail)."""
+        return message.encrypt_many(plaintexts, self.recipients, armor=True, aead=self.aead)
+
     def encrypt_checkable(self, plaintext: bytes) -> bytes:
         """Like :meth:`encrypt`, checkable in memory by :meth:`open_with_last_key` (:class:`CheckedEncrypt`)."""
         return self._checked(plaintext)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -111,6 +111,20 @@ def seal_v1(
         return kernel("pgpcrypto").cfb_encrypt_mdc(key, random_bytes(16), plaintext, head, lead)
     enc = V1Encryptor(key, cipher, random_bytes(cipher.block_size))
     return b"".join((lead, enc.header(), enc.update(head), enc.update(plaintext), enc.finalize()))
+
+
+def seal_v1_many(items: Sequence[tuple[bytes, SymmetricAlgorithm, bytes, bytes, bytes, bytes]]) -> list[bytes]:
+    """:func:`seal_v1` of every ``(key, cipher, plaintext, head, lead, prefix)``, same bytes; ``prefix``
+    is the random block-size prefix. With AES the messages are encrypted side by side (the native
+    kernel interleaves their CFB chains), otherwise one by one."""
+    if all(cipher.is_aes and len(key) == cipher.key_size for key, cipher, *_ in items):
+        return kernel("pgpcrypto").cfb_encrypt_mdc_many(
+            [(key, prefix, plaintext, head, lead) for key, _, plaintext, head, lead, prefix in items]
+        )
+    return [
+        seal_v1(key, cipher, plaintext, head, lead, lambda _n, p=prefix: p)
+        for key, cipher, plaintext, head, lead, prefix in items
+    ]
 
 
 class V1Decryptor:

@@ -13,6 +13,7 @@
 #define F_AVX2 2
 #define F_PCLMUL 4
 #define F_SHA 8
+#define F_AES 16
 #define F_DONE 0x100
 
 static volatile int pgpb_cpu_flags = 0;
@@ -37,6 +38,8 @@ static int pgpb_cpu_probe(void)
         flags |= F_SSSE3;
     if (((c >> 1) & 1) && sse41)
         flags |= F_PCLMUL;
+    if (((c >> 25) & 1) && sse41)
+        flags |= F_AES;
     /* OSXSAVE (bit 27) and AVX (bit 28), then XCR0 must enable XMM and YMM state (bits 1, 2). */
     if (((c >> 27) & 1) && ((c >> 28) & 1))
         os_avx = (pgpb_xgetbv0() & 6) == 6;
@@ -64,6 +67,7 @@ int pgpb_cpu_has_ssse3(void) { return (pgpb_cpu_get() & F_SSSE3) != 0; }
 int pgpb_cpu_has_avx2(void) { return (pgpb_cpu_get() & F_AVX2) != 0; }
 int pgpb_cpu_has_pclmul(void) { return (pgpb_cpu_get() & F_PCLMUL) != 0; }
 int pgpb_cpu_has_sha_ni(void) { return (pgpb_cpu_get() & F_SHA) != 0; }
+int pgpb_cpu_has_aesni(void) { return (pgpb_cpu_get() & F_AES) != 0; }
 
 #else
 
@@ -71,5 +75,6 @@ int pgpb_cpu_has_ssse3(void) { return 0; }
 int pgpb_cpu_has_avx2(void) { return 0; }
 int pgpb_cpu_has_pclmul(void) { return 0; }
 int pgpb_cpu_has_sha_ni(void) { return 0; }
+int pgpb_cpu_has_aesni(void) { return 0; }
 
 #endif

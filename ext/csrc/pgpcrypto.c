@@ -47,6 +47,11 @@ static int key_wrap(int enc, const uint8_t *kek, size_t keklen, const uint8_t *i
     return ok;
 }
 
+int pgpb_sha1(const uint8_t *in, size_t n, uint8_t *out) {
+    unsigned int len = 0;
+    return EVP_Digest(in, n, out, &len, sha1, NULL) == 1 && len == 20 ? 1 : -1;
+}
+
 int pgpb_aes_key_wrap(const uint8_t *kek, size_t keklen, const uint8_t *in, size_t n, uint8_t *out) {
     return key_wrap(1, kek, keklen, in, n, out);
 }

@@ -22,6 +22,9 @@ int pgpb_aes_key_wrap(const uint8_t *kek, size_t keklen, const uint8_t *in, size
 /* The inverse; OUT gets n-8 octets; 0 when the integrity check fails. */
 int pgpb_aes_key_unwrap(const uint8_t *kek, size_t keklen, const uint8_t *in, size_t n, uint8_t *out);
 
+/* SHA-1 of N octets into OUT (20 octets). */
+int pgpb_sha1(const uint8_t *in, size_t n, uint8_t *out);
+
 /* Streaming AES-CFB128 (zero IV when IV is NULL), optionally hashing the plaintext with SHA-1. */
 typedef struct pgpb_cfb pgpb_cfb;
 pgpb_cfb *pgpb_cfb_new(const uint8_t *key, size_t keylen, const uint8_t *iv, int decrypt, int hash);
