@@ -19,6 +19,7 @@ from typing import Any
 from engine.armor import armor, dearmor
 from engine.errors import IntegrityError, InvalidArgument, NoMatchingKey, PgpBulkError, UnusableKey
 from engine.keys.errors import BadPassphrase, ProviderStopped
+from engine.mail.malloc import keep_large_buffers
 from engine.openpgp import message
 from engine.openpgp.constants import SymmetricAlgorithm
 from engine.openpgp.derive import full_randomness, pkesk_randomness
@@ -259,6 +260,7 @@ _current: WorkerState | None = None
 def init_worker(config: CryptoConfig) -> None:
     """Scheduler initializer: build this process's state (kept when the config is the same)."""
     global _current
+    keep_large_buffers()
     if _current is None or _current.config != config:
         _current = WorkerState(config)
 
