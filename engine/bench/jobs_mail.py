@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -223,28 +224,45 @@ def _sample(data: Dataset, mode: str) -> list[bytes]:
     return data.params[key]
 
 
-def _gpg_loop(mode: str, *options: str, workers: int | None = None) -> Callable[[Dataset], float]:
-    """One gpg per message on the sample, ``workers`` at a time; seconds scaled to the whole archive."""
+def _gpg_loop(
+    mode: str, *options: str, workers: int | None = None, own_homes: bool = False
+) -> Callable[[Dataset], float]:
+    """One gpg per message on the sample, ``workers`` at a time; seconds scaled to the whole archive.
+
+    ``own_homes``: each worker runs its gpg on its own copy of the home (:func:`peers.worker_homes`), so
+    the parallel gpg processes never wait on each other's keyring lock."""
 
     def measure(data: Dataset) -> float:
         k, msgs = _keys(), _sample(data, mode)
         n = int(data.params.get("workers", workers or CORES))
         if mode == "encrypt":
-            argv = peers.gpg_argv("--trust-model", "always", "--armor", *options, "-r", k["fpr"], "--encrypt")
+            args = ("--trust-model", "always", "--armor", *options, "-r", k["fpr"], "--encrypt")
         else:
-            argv = peers.gpg_argv("--decrypt")
-        env = peers.gnupg_env()
+            args = ("--decrypt",)
+        homes = queue.SimpleQueue()
+        for home in peers.worker_homes(n) if own_homes else [peers.gnupg_home()] * n:
+            homes.put(home)
 
         def one(msg: bytes) -> None:
-            proc = subprocess.run(argv, input=msg, capture_output=True, env=env, check=False)
+            home = homes.get()
+            try:
+                argv = peers.gpg_argv(*args)
+                argv[argv.index("--homedir") + 1] = str(home)
+                proc = subprocess.run(argv, input=msg, capture_output=True, env={**peers.gnupg_env(),
+                                      "GNUPGHOME": str(home)}, check=False)  # fmt: skip
+            finally:
+                homes.put(home)
             if proc.returncode != 0:
                 raise RuntimeError(f"gpg exited with {proc.returncode}: {proc.stderr[-200:]!r}")
 
-        # Not timed: the agent running and the key loaded before two gpg processes race to use them
-        # (two gpg 2.2 processes that find no agent at once may both fail to reach one).
-        peers.launch_agent()
-        if msgs:
-            one(msgs[0])
+        # Not timed: each agent running and its key loaded before gpg processes race to use them (two
+        # gpg 2.2 processes that find no agent at once may both fail to reach one).
+        for _ in range(n if own_homes else 1):
+            home = homes.get()
+            peers.launch_agent(home)
+            homes.put(home)
+            if msgs:
+                one(msgs[0])
         start = time.perf_counter()
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(one, msgs))
@@ -272,6 +290,9 @@ def _job(mode: str) -> Job:
         ]  # fmt: skip
     else:
         gpg = [Impl(f"gpg --decrypt loop x{CORES}", _gpg_loop(mode, workers=CORES), requires=GPG, note=loop)]
+    if CORES > 1:  # the same loop without the keyring lock shared between the gpg processes
+        gpg.append(Impl(f"{gpg[0].name}, a home each", _gpg_loop(mode, workers=CORES, own_homes=True),
+                        requires=GPG, note=gpg[0].note + "; each worker on its own copy of the GnuPG home"))  # fmt: skip
     sweep = Sweep("workers", "worker processes", (1, 2, 4), (1, 2), [ours[0].name, gpg[0].name])
     return Job(
         name=f"archive-{mode}",

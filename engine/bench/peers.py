@@ -150,23 +150,52 @@ def gpg_argv(*args: str) -> list[str]:
     ]
 
 
-def launch_agent() -> None:
-    """Start the throwaway home's gpg-agent now (``gpgconf --launch``), not in the first timed gpg."""
+def worker_homes(count: int) -> list[Path]:
+    """``count`` fresh copies of the throwaway home (``worker-N`` inside it), one per parallel gpg.
+
+    gpg processes that share a home take turns on its keyring lock (dotlock, which sleeps while it
+    waits): two at a time ran 110-115 msg/s on one home where two homes gave 195-210 msg/s. With a
+    copy each, a parallel gpg loop shows what gpg itself can do."""
+    homes = []
+    for i in range(count):
+        home = gnupg_home() / f"worker-{i}"
+        if home.exists():
+            _kill_agents(home)
+            shutil.rmtree(home)
+        shutil.copytree(
+            gnupg_home(), home, ignore=shutil.ignore_patterns("S.*", "worker-*", "*.lock", ".#lk*")
+        )
+        home.chmod(0o700)
+        homes.append(home)
+    return homes
+
+
+def launch_agent(home: Path | None = None) -> None:
+    """Start the gpg-agent of ``home`` (default: the throwaway home) now, not in the first timed gpg."""
     gpgconf = which("gpgconf")
     if not gpgconf:
         return
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        subprocess.run([gpgconf, "--homedir", str(gnupg_home()), "--launch", "gpg-agent"], capture_output=True,
-                       timeout=10)  # fmt: skip
+        subprocess.run([gpgconf, "--homedir", str(home or gnupg_home()), "--launch", "gpg-agent"],
+                       capture_output=True, timeout=10)  # fmt: skip
+
+
+def _kill_agents(home: Path) -> None:
+    gpgconf = which("gpgconf")
+    if gpgconf:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                [gpgconf, "--homedir", str(home), "--kill", "all"], capture_output=True, timeout=10
+            )
 
 
 def stop_agents() -> None:
-    """Stop the agents started in the throwaway home (the end of a run); gpg restarts them on use."""
-    gpgconf = which("gpgconf")
-    if _home is None or not gpgconf:
+    """Stop the agents started in the throwaway home and its worker copies (the end of a run); gpg
+    restarts them on use."""
+    if _home is None:
         return
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        subprocess.run([gpgconf, "--homedir", str(_home), "--kill", "all"], capture_output=True, timeout=10)
+    for home in [_home, *sorted(_home.glob("worker-*"))]:
+        _kill_agents(home)
 
 
 def cleanup() -> None:
