@@ -282,6 +282,20 @@ def test_parallel_ratios_have_no_cpu_figure() -> None:
     assert runner.ratios("native", [row("native", 1.0), row("gpg x2", 1.9)])[0]["cpu"] is None
 
 
+def test_details_reported_by_a_run_join_its_note() -> None:
+    from engine.bench.timing import Timing
+
+    said: list[str] = []
+    impl = Impl("ours", lambda _d: 1.0, "us", note="all cores", details=lambda: said[-1])
+    job = Job(name="j", unit="items/s", data=DataSpec("d", lambda n, s: b"", lambda b: b), size=10,
+              quick_size=10, description="", impls=(impl,))  # fmt: skip
+    timing = Timing(best=2.0, cpu=2.0, median=2.0, runs=1, cpu_share=1.0)
+    said.append("per key: parse 1 µs")
+    assert runner.measured(job, impl, 10, timing)["note"] == "all cores; per key: parse 1 µs"
+    said.append("")
+    assert runner.measured(job, impl, 10, timing)["note"] == "all cores"
+
+
 def test_every_job_has_a_quick_budget_within_the_run() -> None:
     jobs = registry.discover()
     assert not registry.LOAD_ERRORS

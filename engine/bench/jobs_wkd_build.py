@@ -85,16 +85,32 @@ def _empty_trash() -> None:
         shutil.rmtree(_TRASH.pop(), ignore_errors=True)
 
 
+_SPLIT: dict[str, float] = {}  # the last build's time split (its report's seconds) and key count
+
+
 def _ours(data: Dataset) -> float:
     from engine.wkd.publish import build
 
     work = _workdir()
     try:
         start = time.perf_counter()
-        build(work / "www", [str(data.path)], domains=[DOMAIN], workers=data.params.get("workers"))
-        return time.perf_counter() - start
+        report = build(work / "www", [str(data.path)], domains=[DOMAIN], workers=data.params.get("workers"))
+        elapsed = time.perf_counter() - start
     finally:
         _discard(work)
+    _SPLIT.update(keys=data.size, parse=report.seconds_parse, verify=report.seconds_verify,
+                  filter=report.seconds_select, write=report.seconds_write, sync=report.seconds_sync)  # fmt: skip
+    return elapsed
+
+
+def time_split() -> str:
+    """How the last build's time split, per key: worker CPU for parse, verify and filter; write is the
+    workers' file writes plus the parent's merge, sync and switch."""
+    if not _SPLIT:
+        return ""
+    us = {k: v / _SPLIT["keys"] * 1e6 for k, v in _SPLIT.items() if k != "keys"}
+    return (f"per key: parse {us['parse']:.0f} µs, verify {us['verify']:.0f} µs, filter {us['filter']:.0f} µs "
+            f"(worker CPU), write {us['write']:.0f} µs (sync {us['sync']:.0f} µs)")  # fmt: skip
 
 
 def _sq(data: Dataset) -> float:
@@ -160,7 +176,13 @@ def jobs() -> list[Job]:
             parallel=True,
             description="WKD tree (advanced, one domain) of a keyring: keys/s, 3/4 Ed25519 1/4 RSA-3072",
             impls=(
-                Impl("pgpbulk wkd build", _ours, "us", note="all cores, atomic publish and manifest"),
+                Impl(
+                    "pgpbulk wkd build",
+                    _ours,
+                    "us",
+                    note="all cores, atomic publish and manifest",
+                    details=time_split,
+                ),
                 Impl(
                     "sq wkd generate",
                     _sq,

@@ -107,7 +107,8 @@ class Impl:
     ``role``: "us" (our engine, the reference of every ratio), "twin" (our pure-Python twin), "peer"
     (another program or library) or "bound" (a machine limit such as fresh allocation). ``gated``
     ratios are checked by ``--compare``. ``quick=False`` leaves it out of ``--quick`` runs (recorded as
-    skipped). ``note`` says what is special (e.g. "no CRC", "extrapolated from 1/16").
+    skipped). ``note`` says what is special (e.g. "no CRC", "extrapolated from 1/16"); ``details``,
+    when given, is asked after the measurement for what the run itself reported (added to the note).
     """
 
     name: str
@@ -117,6 +118,7 @@ class Impl:
     gated: bool = False
     quick: bool = True
     note: str = ""
+    details: Callable[[], str] | None = None
 
     def missing_reason(self) -> str | None:
         """Why it cannot run here, or ``None``."""

@@ -71,9 +71,11 @@ def unavailable(impl: Impl, quick: bool) -> dict[str, Any] | None:
 
 def measured(job: Job, impl: Impl, size: int, timing: Timing) -> dict[str, Any]:
     """The row of a measured implementation (``size`` in the job's work units)."""
+    details = impl.details() if impl.details else ""
     return _result(
         impl,
         "ok",
+        note="; ".join(filter(None, (impl.note, details))),
         throughput=_sig(_throughput(job, timing.best, size)),
         best_s=timing.best,
         cpu_s=timing.cpu,
