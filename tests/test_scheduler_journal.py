@@ -177,9 +177,9 @@ def test_progress_bar_on_a_terminal() -> None:
 def test_report_counts_and_rates() -> None:
     clock = FakeClock()
     report = RunReport(clock)
-    report.add("rewrapped", 150)
+    report.add("rewrapped", 149)
     report.add("copied", 50)
-    report.add("failed")
+    report.add_all(["rewrapped", "failed"])  # one per outcome given
     report.add_bytes(4_000_000, 4_100_000)
     clock.now += 2
     report.stop()

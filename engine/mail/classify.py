@@ -11,7 +11,15 @@ import enum
 import re
 
 from engine.errors import StructuralError
-from engine.mail.headers import Field, Head, content_type, parse_content_type, parse_head, split_header
+from engine.mail.headers import (
+    Field,
+    Head,
+    content_type,
+    field_value,
+    parse_content_type,
+    parse_head,
+    split_header,
+)
 
 _PKCS7 = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _BEGIN = b"-----BEGIN PGP MESSAGE-----"
@@ -87,13 +95,11 @@ def _is_inline_pgp(raw: bytes, start: int = 0) -> bool:
     return raw.endswith(_END, begin, end)
 
 
-def _disposition_p7m(raw: bytes, fields: list[Field]) -> bool:
-    for f in fields:
-        if f.name == "content-disposition":
-            value = raw[f.colon + 1 : f.end].decode("latin-1")
-            _, params = parse_content_type("x/x;" + value.partition(";")[2])
-            return params.get("filename", "").lower().endswith(".p7m")
-    return False
+def _disposition_p7m(raw: bytes, f: Field) -> bool:
+    """Whether the Content-Disposition field ``f`` names a ``.p7m`` file."""
+    value = raw[f.colon + 1 : f.end].decode("latin-1")
+    _, params = parse_content_type("x/x;" + value.partition(";")[2])
+    return params.get("filename", "").lower().endswith(".p7m")
 
 
 def classify(raw: bytes, head: Head | None = None) -> MailClass:
@@ -106,8 +112,15 @@ def classify(raw: bytes, head: Head | None = None) -> MailClass:
     header_end, body_start, fields, _ = head if head is not None else parse_head(raw)
     if fields is None or header_end == 0:
         return MailClass.MALFORMED
-    ct = content_type(raw, header_end, fields)
-    p7m = _disposition_p7m(raw, fields)
+    ct_field: Field | None = None  # the first Content-Type and Content-Disposition fields
+    disposition: Field | None = None
+    for f in fields:
+        if f.name == "content-type":
+            ct_field = ct_field or f
+        elif f.name == "content-disposition":
+            disposition = disposition or f
+    ct = parse_content_type(field_value(raw, ct_field)) if ct_field is not None else None
+    p7m = disposition is not None and _disposition_p7m(raw, disposition)
     ctype, params = ct or ("text/plain", {})
     found = _classify_type(ctype, params)
     if found is not None:

@@ -249,10 +249,15 @@ def work_item(opts: JobOptions, item: MailItem, out_fmt: str = "") -> Processed:
 
     ``out_fmt="mbox"``: the output is built here as the mbox sink appends it (:meth:`Processed.for_mbox`),
     whose hash (in the record) serves the re-read check, so the message alone is not hashed."""
+    with warnings.catch_warnings():  # a bad CRC in some message's armor is that message's business
+        warnings.simplefilter("ignore", ArmorWarning)
+        return _work_item(opts, item, out_fmt)
+
+
+def _work_item(opts: JobOptions, item: MailItem, out_fmt: str) -> Processed:
+    """:func:`work_item` with ``ArmorWarning`` already ignored (by the caller, once per batch)."""
     try:
-        with warnings.catch_warnings():  # a bad CRC in some message's armor is that message's business
-            warnings.simplefilter("ignore", ArmorWarning)
-            result = _work(opts, item)
+        result = _work(opts, item)
     except STOP_ERRORS:
         raise
     except Exception as e:  # a bug or a provider failure: keep the message, say why
@@ -282,7 +287,9 @@ def work_batch(
     through the pipe."""
     items = load_refs(refs)
     current().prefetch([item.raw for item in items])
-    out = [work_item(opts, item, out_fmt) for item in items]
+    with warnings.catch_warnings():  # as in work_item, once for the batch
+        warnings.simplefilter("ignore", ArmorWarning)
+        out = [_work_item(opts, item, out_fmt) for item in items]
     return to_shard(shards, out) if shards and out_fmt == "mbox" else out
 
 
@@ -394,7 +401,8 @@ def run_job(
         refs = card_refs(source, crypto, early=not resume)
         prestart(workers, init_worker, WORKER_MODULES)
         check_config(crypto)
-        sink = ArchiveSink(dst, fmt_out, overwrite=overwrite)
+        rep = Report(opts.mode, str(src), str(dst), source.fmt, fmt_out)
+        sink = ArchiveSink(dst, fmt_out, overwrite=overwrite, report=rep)  # counts as it writes
         try:
             run_journaled(
                 refs, partial(work_batch, opts, out_fmt=fmt_out, shards=shards), sink, Journal(journal_path), params, resume=resume,
@@ -406,13 +414,14 @@ def run_job(
         finally:
             sink.close()
             cards = broker_report(broker) if broker is not None else None
-    rep = Report(opts.mode, str(src), str(dst), source.fmt, fmt_out, run=run.as_dict(), broker=cards)
-    records = list(read_records(sink.records))
-    for r in records:
-        rep.count(r["i"], r["class"], r["outcome"], r["sha256"], r["in"], r["out"], r["file"], r["offset"],
-                  r["reason"])  # fmt: skip
-    if opts.verify:
-        rep.verify = verify_output(sink.partial, fmt_out, records)
+    rep.run, rep.broker = run.as_dict(), cards
+    if opts.verify or not sink.counted:  # the records are read back only to verify, or when the
+        records = list(read_records(sink.records))  # run was found finished (no rewind, nothing counted)
+        if not sink.counted:
+            for r in records:
+                rep.count_record(r)
+        if opts.verify:
+            rep.verify = verify_output(sink.partial, fmt_out, records)
     if rep.verify is None or rep.verify["ok"]:
         sink.commit()
         rep.committed = True

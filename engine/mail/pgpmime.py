@@ -12,6 +12,7 @@ obscured Subject.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable
@@ -65,22 +66,36 @@ def _line(raw: bytes, f: Field, eol: bytes) -> bytes:
     return data if data.endswith(b"\n") else data + eol
 
 
-def _content_type_edit(raw: bytes, fields: list[Field]) -> tuple[str, int, bytes]:
-    """Where and what to insert for ``hp="cipher"``: ``("param", at, bytes)`` or ``("added", 0, field)``."""
-    ct = [f for f in fields if f.name == "content-type"]
-    if not ct:
-        return "added", 0, ADDED_CT + eol_of(raw)
-    f = ct[0]
+def _content_type_edit(raw: bytes, fields: list[Field], eol: bytes | None = None) -> tuple[bytes, int, bytes]:
+    """Where and what to insert for ``hp="cipher"``: ``(b"param", at, bytes)`` or ``(b"added", 0, field)``
+    (``eol``: the message's line ending, when the caller has it)."""
+    for f in fields:
+        if f.name == "content-type":
+            break
+    else:
+        return b"added", 0, ADDED_CT + (eol or eol_of(raw))
     _, params = parse_content_type(field_value(raw, f))
     if "hp" in params:
         raise NotWrappable("Content-Type already carries an hp parameter", f.start)
     end = f.end
-    for eol in (b"\r\n", b"\n"):
-        if raw[f.start : end].endswith(eol):
-            end -= len(eol)
-            break
+    if raw.endswith(b"\r\n", f.start, end):
+        end -= 2
+    elif raw.endswith(b"\n", f.start, end):
+        end -= 1
     sep = b" " if raw[f.colon + 1 : end].rstrip().endswith(b";") else b"; "
-    return "param", end, sep + HP_PARAM + (b"" if "protected-headers" in params else LEGACY_PARAM)
+    return b"param", end, sep + HP_PARAM + (b"" if "protected-headers" in params else LEGACY_PARAM)
+
+
+_MARKER_FMT = MARKER + b" v=1; prefix=%d; ct=%s; at=%d; len=%d"
+
+
+def _protect(raw: bytes, outer_lines: list[bytes], fields: list[Field], eol: bytes) -> bytes:
+    """:func:`protect` with the fields and the line ending (``eol_of(raw)``) given."""
+    kind, at, insert = _content_type_edit(raw, fields, eol)
+    hp_outer = b"HP-Outer: " + b"HP-Outer: ".join(outer_lines) if outer_lines else b""
+    marker = _MARKER_FMT % (len(hp_outer), kind, at, len(insert))
+    view = memoryview(raw)  # one copy of the message, not three
+    return b"".join((marker, eol, hp_outer, view[:at], insert, view[at:]))
 
 
 def protect(raw: bytes, outer_lines: list[bytes], fields: list[Field] | None = None) -> bytes:
@@ -88,15 +103,9 @@ def protect(raw: bytes, outer_lines: list[bytes], fields: list[Field] | None = N
 
     ``fields`` are the header's fields when the caller parsed them already.
     """
-    eol = eol_of(raw)
-    kind, at, insert = _content_type_edit(
-        raw, fields if fields is not None else _fields(raw, split_header(raw)[0])
+    return _protect(
+        raw, outer_lines, fields if fields is not None else _fields(raw, split_header(raw)[0]), eol_of(raw)
     )
-    hp_outer = b"".join(b"HP-Outer: " + line for line in outer_lines)
-    fmt = b"%s v=1; prefix=%d; ct=%s; at=%d; len=%d"
-    marker = fmt % (MARKER, len(hp_outer), kind.encode(), at, len(insert))
-    view = memoryview(raw)  # one copy of the message, not three
-    return b"".join((marker, eol, hp_outer, view[:at], insert, view[at:]))
 
 
 def restore(inner: bytes) -> bytes:
@@ -119,15 +128,19 @@ def restore(inner: bytes) -> bytes:
     return body[:at] + body[at + length :]
 
 
+_OUTER = frozenset(OUTER_FIELDS)
+
+
 def _outer_header(raw: bytes, fields: list[Field], eol: bytes, keep_subject: bool) -> list[bytes]:
-    lines = []
-    for f in fields:
-        if f.name not in OUTER_FIELDS:
-            continue
-        if f.name == "subject" and not keep_subject:
-            lines.append(b"Subject: " + OBSCURED_SUBJECT + eol)
-        else:
-            lines.append(_line(raw, f, eol))
+    """The fields kept outside (:data:`OUTER_FIELDS`) as exact lines, the Subject obscured."""
+    obscure = not keep_subject
+    lines = [
+        b"Subject: " + OBSCURED_SUBJECT + eol if obscure and name == "subject" else raw[start:end]
+        for name, start, end, _ in fields
+        if name in _OUTER
+    ]
+    if lines and not lines[-1].endswith(b"\n"):  # only the last field can lack its line ending (as _line)
+        lines[-1] += eol
     return lines
 
 
@@ -167,32 +180,35 @@ def wrap(
         raise NotWrappable(f"malformed header section: {e.reason}", e.offset)
     eol = eol_of(raw)
     outer = _outer_header(raw, head.fields, eol, keep_subject)
-    block = _block(encrypt_payload(protect(raw, outer, head.fields)), eol)
+    block = _block(encrypt_payload(_protect(raw, outer, head.fields, eol)), eol)
     boundary = b"pgpbulk-" + (sha256 or hashlib.sha256(raw).hexdigest())[:32].encode()
-    parts = [
-        *outer,
-        MIME_VERSION + eol,
-        b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";' + eol,
-        b' boundary="' + boundary + b'"' + eol,
-        eol,
-        PREAMBLE + eol,
-        b"--" + boundary + eol,
-        b"Content-Type: application/pgp-encrypted" + eol,
-        b"Content-Description: PGP/MIME version identification" + eol,
-        eol,
-        b"Version: 1" + eol,
-        eol,
-        b"--" + boundary + eol,
-        b'Content-Type: application/octet-stream; name="encrypted.asc"' + eol,
-        b"Content-Description: OpenPGP encrypted message" + eol,
-        b'Content-Disposition: inline; filename="encrypted.asc"' + eol,
-        eol,
-        block,
-        eol,
-        eol,
-        b"--" + boundary + b"--" + eol,
+    top, tail = _skeleton(eol)
+    return b"".join((*outer, top % (boundary, boundary, boundary), block, tail % boundary))
+
+
+@functools.cache
+def _skeleton(eol: bytes) -> tuple[bytes, bytes]:
+    """The MIME structure :func:`wrap` writes around the armored block, with ``%s`` for the boundary:
+    what comes after the outer fields and before the block, and what follows the block."""
+    top = [
+        MIME_VERSION,
+        b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";',
+        b' boundary="%s"',
+        b"",
+        PREAMBLE,
+        b"--%s",
+        b"Content-Type: application/pgp-encrypted",
+        b"Content-Description: PGP/MIME version identification",
+        b"",
+        b"Version: 1",
+        b"",
+        b"--%s",
+        b'Content-Type: application/octet-stream; name="encrypted.asc"',
+        b"Content-Description: OpenPGP encrypted message",
+        b'Content-Disposition: inline; filename="encrypted.asc"',
+        b"",
     ]
-    return b"".join(parts)
+    return b"".join(line + eol for line in top), eol + eol + b"--%s--" + eol
 
 
 def armored_span(raw: bytes) -> tuple[int, int, int]:

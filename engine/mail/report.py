@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,11 @@ class Report:
                 {"index": index, "file": file, "offset": offset, "class": mail_class, "outcome": outcome,
                  "reason": reason}
             )  # fmt: skip
+
+    def count_record(self, r: Mapping[str, Any]) -> None:
+        """Count one message from its per-message record (a line of ``DST.journal-records``)."""
+        self.count(r["i"], r["class"], r["outcome"], r["sha256"], r["in"], r["out"], r["file"], r["offset"],
+                   r["reason"])  # fmt: skip
 
     def outcome_of(self, index: int) -> str:
         """The outcome of message ``index`` (used by verification)."""

@@ -233,8 +233,7 @@ def run_journaled(
                     sink.write_batch(batch.results)
                     written = batch
                     if report is not None:
-                        for result in batch.results:
-                            report.add(outcome(result))
+                        report.add_all(map(outcome, batch.results))
                         report.add_bytes(batch.nbytes, 0)
                     if time.monotonic() >= due:
                         commit(wait=False)  # fsyncs while the next batch is awaited

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -22,6 +22,10 @@ class RunReport:
     def add(self, outcome: str, n: int = 1) -> None:
         """Count ``n`` items with ``outcome``."""
         self.outcomes[outcome] += n
+
+    def add_all(self, outcomes: Iterable[str]) -> None:
+        """Count one item per outcome given (a batch's, in one C-level pass)."""
+        self.outcomes.update(outcomes)
 
     def add_bytes(self, nbytes_in: int = 0, nbytes_out: int = 0) -> None:
         """Count input and output bytes."""

@@ -11,13 +11,16 @@ SHA-256 the caller may already know (a worker hashed what it built), so the writ
 digest is ``seg:`` + SHA-256 of the segments' ``(length, SHA-256)`` list; on resume the caller gives that
 list back (it keeps it beside the output, e.g. in per-message records): it must hash to the journaled
 digest, and every segment of the file must hash as listed, which checks the same bytes as a whole-file
-hash.
+hash. A segmented file is appended with ``O_DIRECT`` writes where the file system takes them (see
+:class:`_Appender`): the output does not pass through the page cache a second time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import mmap
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,13 +76,155 @@ def _copy_range(src: int, dst: int, src_at: int, dst_at: int, length: int) -> No
         src_at, dst_at, length = src_at + len(data), dst_at + len(data), length - len(data)
 
 
+_ALIGN = 4096  # O_DIRECT: file offsets, lengths and memory in multiples of the block size (4096: any disk)
+_STAGE = 8 << 20  # bytes staged for one direct write at most
+
+
+def _pwrite_all(fd: int, data: memoryview, at: int) -> None:
+    while data:
+        n = os.pwrite(fd, data, at)
+        data, at = data[n:], at + n
+
+
+class _Appender:
+    """Appends to the end of an open file; with ``O_DIRECT`` where the file system allows it.
+
+    Direct: bytes (from memory, or read from another file) are staged in a page-aligned buffer and
+    whole blocks are written past the page cache: no second page-cache copy of the output and no
+    writeback at fsync, about half the CPU of ``copy_file_range`` into a file system that cannot share
+    extents (ext4). The last, partial block is written through the page cache at :meth:`sync` and
+    :meth:`close` (and again, completed, by the next direct write: the kernel keeps both views
+    coherent), so the file's length is always the bytes appended. Without ``O_DIRECT`` (tmpfs, other
+    systems, or a direct write refused) bytes go through the page cache, files are copied in the kernel."""
+
+    def __init__(self, fd: int, path: Path, end: int) -> None:
+        self.fd = fd  # the file, opened for buffered reads and writes
+        self.base = end - end % _ALIGN  # file offset of the staging buffer's first byte
+        self.staged = 0  # bytes in the staging buffer (from ``base``)
+        self.buf: mmap.mmap | None = None
+        self.dfd: int | None = None
+        flag = getattr(os, "O_DIRECT", 0)
+        try:
+            self.dfd = os.open(path, os.O_WRONLY | flag | getattr(os, "O_CLOEXEC", 0)) if flag else None
+        except OSError:
+            self.dfd = None
+        if self.dfd is None:
+            self.base = end
+            return
+        try:
+            self.buf = mmap.mmap(-1, _STAGE + _ALIGN)  # page-aligned
+            if end > self.base:  # the block being filled: its first bytes are written again with the rest
+                self._read_into(fd, self.base, end - self.base)
+        except BaseException:
+            self._release()
+            raise
+
+    @property
+    def end(self) -> int:
+        """The file offset after the last byte appended."""
+        return self.base + self.staged
+
+    def _read_into(self, src: int, at: int, length: int) -> None:
+        assert self.buf is not None
+        while length:
+            n = os.preadv(src, [memoryview(self.buf)[self.staged : self.staged + length]], at)
+            if n == 0:
+                raise ResumeRefused("a file ended early while it was copied")
+            self.staged, at, length = self.staged + n, at + n, length - n
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``."""
+        view = memoryview(data).cast("B")
+        while view:
+            if self.buf is None:
+                _pwrite_all(self.fd, view, self.base)
+                self.base += len(view)
+                return
+            n = min(len(view), _STAGE - self.staged)
+            self.buf[self.staged : self.staged + n] = view[:n]
+            self.staged += n
+            view = view[n:]
+            if self.staged == _STAGE:
+                self._write_blocks()
+
+    def append_file(self, src: int, offset: int, length: int) -> None:
+        """Append ``length`` bytes of the open file ``src`` from ``offset``."""
+        while length:
+            if self.buf is None:
+                _copy_range(src, self.fd, offset, self.base, length)
+                self.base += length
+                return
+            n = min(length, _STAGE - self.staged)
+            self._read_into(src, offset, n)
+            offset, length = offset + n, length - n
+            if self.staged == _STAGE:
+                self._write_blocks()
+
+    def _write_blocks(self) -> None:
+        """Write the staged whole blocks directly; the partial last block stays staged."""
+        assert self.buf is not None and self.dfd is not None
+        whole = self.staged - self.staged % _ALIGN
+        if not whole:
+            return
+        try:
+            _pwrite_all(self.dfd, memoryview(self.buf)[:whole], self.base)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            refused = True  # this file system takes no direct writes after all
+        else:
+            refused = False
+        if refused:  # out of the handler: its traceback holds views of the buffer
+            self._stop_direct()
+            return
+        rest = self.staged - whole
+        self.buf[:rest] = self.buf[whole : self.staged]
+        self.base, self.staged = self.base + whole, rest
+
+    def _write_tail(self) -> None:
+        """Write what is staged through the page cache (it stays staged: the next block write redoes it)."""
+        if self.buf is not None and self.staged:
+            _pwrite_all(self.fd, memoryview(self.buf)[: self.staged], self.base)
+
+    def _stop_direct(self) -> None:
+        self._write_tail()
+        self.base, self.staged = self.end, 0
+        self._release()
+
+    def _release(self) -> None:
+        if self.dfd is not None:
+            os.close(self.dfd)
+            self.dfd = None
+        if self.buf is not None:
+            buf, self.buf = self.buf, None
+            with contextlib.suppress(BufferError):  # an error's traceback may hold a view: freed with it
+                buf.close()
+
+    def sync(self) -> None:
+        """Make every byte appended durable (fsync)."""
+        if self.buf is not None:
+            self._write_blocks()
+            self._write_tail()
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        """Write what is staged (no fsync) and let the buffer go."""
+        if self.buf is not None:
+            self._write_blocks()
+            self._write_tail()
+        self._release()
+
+
 class AppendFile:
-    """Append-only output file: ``write`` bytes, ``checkpoint`` (fsync), ``rewind`` (truncate)."""
+    """Append-only output file: ``write`` bytes, ``checkpoint`` (fsync), ``rewind`` (truncate).
+
+    A segmented file appends through an :class:`_Appender` (direct writes where the file system allows)."""
 
     def __init__(self, path: str | os.PathLike[str], *, segmented: bool = False) -> None:
         self.path = Path(path)
         self.segmented = segmented
         self._file: BinaryIO | None = None
+        self._app: _Appender | None = None  # a segmented file's writer
         self._hash = hashlib.sha256()
         self._created = False
 
@@ -93,32 +238,35 @@ class AppendFile:
         self._file.write(data)
         self._hash.update(data)
 
-    def write_segments(self, chunks: Sequence[bytes | memoryview], entries: Sequence[bytes]) -> None:
+    def write_segments(
+        self, chunks: Sequence[bytes | bytearray | memoryview], entries: Sequence[bytes]
+    ) -> None:
         """Segmented file: append ``chunks`` whose :func:`segment_entry` values the caller computed."""
         if self._file is None:
             raise ResumeRefused("AppendFile.rewind() must be called first (START for a fresh run)")
         if not self.segmented:
             raise InvalidArgument("write_segments() needs AppendFile(segmented=True)")
-        self._file.writelines(chunks)
+        assert self._app is not None
+        for chunk in chunks:
+            self._app.append(chunk)
         self._hash.update(b"".join(entries))
 
-    def append_from(self, path: str | os.PathLike[str], offset: int, length: int, entries: Sequence[bytes]) -> None:
+    def append_from(
+        self, path: str | os.PathLike[str], offset: int, length: int, entries: Sequence[bytes]
+    ) -> None:
         """Segmented file: append ``length`` bytes of the file ``path`` from ``offset`` (segments whose
-        :func:`segment_entry` values the caller computed), copied in the kernel where it can
-        (``copy_file_range``), so the bytes never pass through this process."""
+        :func:`segment_entry` values the caller computed): read into the direct writer's buffer, or
+        copied in the kernel (``copy_file_range``) where direct writes are not available."""
         if self._file is None:
             raise ResumeRefused("AppendFile.rewind() must be called first (START for a fresh run)")
         if not self.segmented:
             raise InvalidArgument("append_from() needs AppendFile(segmented=True)")
-        f = self._file
-        f.flush()
-        end = f.tell()
+        assert self._app is not None
         src = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            _copy_range(src, f.fileno(), offset, end, length)
+            self._app.append_file(src, offset, length)
         finally:
             os.close(src)
-        f.seek(end + length)
         self._hash.update(b"".join(entries))
 
     def write_batch(self, results: list[Any]) -> None:
@@ -132,12 +280,16 @@ class AppendFile:
         """Flush and fsync; the file's length and the SHA-256 of its content."""
         if self._file is None:
             raise ResumeRefused("AppendFile.rewind() must be called first")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._app is not None:
+            self._app.sync()
+        else:
+            self._file.flush()
+            os.fsync(self._file.fileno())
         if self._created:  # make the new file's directory entry durable too
             fsync_dir(self.path.parent)
             self._created = False
-        return self._file.tell(), (SEGMENTED if self.segmented else "") + self._hash.hexdigest()
+        end = self._app.end if self._app is not None else self._file.tell()
+        return end, (SEGMENTED if self.segmented else "") + self._hash.hexdigest()
 
     def rewind(self, position: Position, segments: Sequence[tuple[int, bytes]] = ()) -> None:
         """Open the file, check its first ``position.offset`` bytes against the digest, cut the rest.
@@ -198,6 +350,7 @@ class AppendFile:
             f.seek(position.offset)
             f.flush()
             os.fsync(f.fileno())
+            self._app = _Appender(f.fileno(), self.path, position.offset)
         except BaseException:
             f.close()
             raise
@@ -206,8 +359,13 @@ class AppendFile:
     def close(self) -> None:
         """Close the file (does not fsync: call :meth:`checkpoint` first)."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            try:
+                if self._app is not None:
+                    self._app.close()
+            finally:
+                self._app = None
+                self._file.close()
+                self._file = None
 
     def __enter__(self) -> AppendFile:
         return self
