@@ -113,3 +113,39 @@ def test_mbox_record_equals_the_json_reference(reason: str | None) -> None:
     p = Processed.mbox(item, raw, "plain", "copied", "ab" * 32, 99, reason, "cd" * 32)
     want = _line(p._record(None, len(raw)) | {"w": len(p.chunk), "wsha": hashlib.sha256(p.chunk).hexdigest()})
     assert p.record == want
+
+
+def _outside_armor(raw: bytes) -> bytes:
+    begin, end = raw.find(b"-----BEGIN PGP MESSAGE-----"), raw.find(b"-----END PGP MESSAGE-----")
+    return raw if begin < 0 else raw[:begin] + raw[end:]
+
+
+@pytest.mark.parametrize("batch_fails", [False, True])
+def test_batch_encryption_equals_one_by_one(monkeypatch: pytest.MonkeyPatch, batch_fails: bool) -> None:
+    """``encrypt`` encrypts a batch's entities in one call (several CFB chains side by side): every kind
+    of message, LF and CRLF, gets the outcome, record and MIME structure of the one-message path and
+    decrypts to its original; when the batch call fails, each message goes the one-message way."""
+    from engine.mail import samples
+    from engine.mail.item import MailItem
+    from engine.mail.job import JobOptions, _work_item, work_batch
+    from engine.openpgp import message
+    from engine.openpgp.provider import InProcessKeyProvider
+
+    key = keygen.generate("Alice <alice@example.org>", "ed25519")
+    init_worker(CryptoConfig(recipients=(keygen.export(key.public(), armor=False),)))
+    if batch_fails:
+        monkeypatch.setattr(type(current()), "encrypt_many", lambda self, entities: 1 / 0)
+    raws = samples.generate(seed=7, count=45)
+    items = [MailItem(i, raw, b"From x@y Thu Jan  1 00:00:00 1970\n", 0) for i, raw in enumerate(raws)]
+    opts = JobOptions("encrypt")
+    batch = work_batch(opts, items, out_fmt="")
+    single = [_work_item(opts, item, "") for item in items]
+    assert [p.outcome for p in batch].count("encrypted") > 20
+    provider = InProcessKeyProvider([key])
+    for item, b, s in zip(items, batch, single, strict=True):
+        assert (b.mail_class, b.outcome, b.sha256, b.reason) == (s.mail_class, s.outcome, s.sha256, s.reason)
+        assert _outside_armor(b.item.raw) == _outside_armor(s.item.raw)
+        if b.outcome == "encrypted":
+            assert unwrap(b.item.raw, lambda a: message.decrypt(a, provider).plaintext) == item.raw
+        else:
+            assert b.item.raw == item.raw

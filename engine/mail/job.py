@@ -16,7 +16,7 @@ import hashlib
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -39,7 +39,7 @@ from engine.mail.crypto import (
 from engine.mail.headers import Head, parse_head
 from engine.mail.item import MailItem
 from engine.mail.mbox import MboxRef, entry, load_refs
-from engine.mail.pgpmime import NotWrappable, unwrap, wrap
+from engine.mail.pgpmime import NotWrappable, Wrapping, assemble, prepare, unwrap, wrap
 from engine.mail.report import Report, Result
 from engine.mail.sinks import ArchiveSink, Processed, partial_of, read_records, to_shard
 from engine.mail.source import Sink, open_sink, open_source, sink_format
@@ -54,9 +54,20 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _wrappable(item: MailItem, cls: MailClass) -> bool:
+    """Whether ``encrypt`` wraps this message (else it is passed or copied unchanged)."""
+    return not item.truncated and not cls.encrypted and cls not in (MailClass.EMPTY, MailClass.MALFORMED)
+
+
 def _encrypt_one(
-    item: MailItem, cls: MailClass, payload: Payload, keep_subject: bool, head: Head | None = None
+    item: MailItem,
+    cls: MailClass,
+    payload: Payload,
+    keep_subject: bool,
+    head: Head | None = None,
+    sealed: tuple[Wrapping, bytes] | None = None,
 ) -> Result:
+    """``sealed``: the message's :func:`prepare` and its entity already encrypted (a batch did it)."""
     digest = _sha(item.raw)
     if item.truncated:
         return Result(item.index, cls.value, "copied", item.raw, digest, "truncated last message")
@@ -65,7 +76,10 @@ def _encrypt_one(
     if cls in (MailClass.EMPTY, MailClass.MALFORMED):
         return Result(item.index, cls.value, "copied", item.raw, digest, f"{cls.value} message")
     try:
-        out = wrap(item.raw, payload, keep_subject=keep_subject, head=head, sha256=digest)
+        if sealed is not None:
+            out = assemble(*sealed, digest)
+        else:
+            out = wrap(item.raw, payload, keep_subject=keep_subject, head=head, sha256=digest)
     except NotWrappable as e:
         return Result(item.index, cls.value, "copied", item.raw, digest, e.reason)
     except Exception as e:  # the payload function's failure concerns this message only
@@ -262,11 +276,59 @@ def _work_item(opts: JobOptions, item: MailItem, out_fmt: str) -> Processed:
         raise
     except Exception as e:  # a bug or a provider failure: keep the message, say why
         result = Result(item.index, "malformed", "copied", item.raw, _sha(item.raw), f"error: {e!r}")
+    return _processed(item, result, out_fmt)
+
+
+def _encrypt_batch(opts: JobOptions, items: Sequence[MailItem], out_fmt: str) -> list[Processed]:
+    """``encrypt`` (without ``--verify``) of a batch: every wrappable message's entity is built first,
+    then all of them are encrypted in one call (:meth:`WorkerState.encrypt_many`, which runs several
+    messages' AES-CFB side by side), then each message is assembled. Same output as one by one; a
+    message this path cannot take (parse error, not wrappable, the batch call failed) goes the
+    one-message way, which reports it."""
+    plans: list[tuple[Head, MailClass, Wrapping | None] | None] = []
+    for item in items:
+        try:
+            head = parse_head(item.raw)
+            cls = classify(item.raw, head)
+            wrapping = (
+                prepare(item.raw, keep_subject=opts.keep_subject, head=head)
+                if _wrappable(item, cls)
+                else None
+            )
+        except Exception:  # NotWrappable or worse: the one-message path reports it
+            plans.append(None)
+            continue
+        plans.append((head, cls, wrapping))
+    todo = {i: plan[2] for i, plan in enumerate(plans) if plan is not None and plan[2] is not None}
+    st = current()
+    try:
+        armored = dict(zip(todo, st.encrypt_many([w.entity for w in todo.values()]), strict=True))
+    except Exception:  # e.g. one entity the cipher refuses: let each message fail (or not) on its own
+        armored = {}
+    out = []
+    for i, (item, plan) in enumerate(zip(items, plans, strict=True)):
+        if plan is None or (plan[2] is not None and i not in armored):
+            out.append(_work_item(opts, item, out_fmt))
+            continue
+        head, cls, wrapping = plan
+        sealed = (wrapping, armored[i]) if wrapping is not None else None
+        out.append(
+            _processed(item, _encrypt_one(item, cls, st.encrypt, opts.keep_subject, head, sealed), out_fmt)
+        )
+    return out
+
+
+def _processed(item: MailItem, result: Result, out_fmt: str) -> Processed:
+    """What goes back to the parent for ``item``'s ``result`` (mbox: built as the sink appends it)."""
     if out_fmt == "mbox":  # the hot path: no intermediate objects, no second hash of the message
-        bare = MailItem(item.index, b"", item.separator_line, item.offset, item.source, item.name, item.subdir)
+        bare = MailItem(
+            item.index, b"", item.separator_line, item.offset, item.source, item.name, item.subdir
+        )
         return Processed.mbox(bare, result.raw, result.mail_class, result.outcome, result.sha256,
                               len(item.raw), result.reason)  # fmt: skip
-    out = MailItem(item.index, result.raw, item.separator_line, item.offset, item.source, item.name, item.subdir)
+    out = MailItem(
+        item.index, result.raw, item.separator_line, item.offset, item.source, item.name, item.subdir
+    )
     return Processed(
         out, result.mail_class, result.outcome, result.sha256, len(item.raw), item.source, item.offset,
         result.reason, _sha(result.raw),
@@ -289,7 +351,10 @@ def work_batch(
     current().prefetch([item.raw for item in items])
     with warnings.catch_warnings():  # as in work_item, once for the batch
         warnings.simplefilter("ignore", ArmorWarning)
-        out = [_work_item(opts, item, out_fmt) for item in items]
+        if opts.mode == "encrypt" and not opts.verify:
+            out = _encrypt_batch(opts, items, out_fmt)
+        else:
+            out = [_work_item(opts, item, out_fmt) for item in items]
     return to_shard(shards, out) if shards and out_fmt == "mbox" else out
 
 

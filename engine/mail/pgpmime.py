@@ -16,6 +16,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 from engine.errors import StructuralError
 from engine.mail.headers import (
@@ -156,19 +157,17 @@ def _block(armored: bytes, eol: bytes) -> bytes | memoryview:
     return memoryview(armored)[start:stop] if eol == b"\n" else armored[start:stop].replace(b"\n", eol)
 
 
-def wrap(
-    raw: bytes,
-    encrypt_payload: EncryptPayload,
-    *,
-    keep_subject: bool = False,
-    head: Head | None = None,
-    sha256: str | None = None,
-) -> bytes:
-    """Encrypt one message into PGP/MIME with header protection; line endings follow the input.
+class Wrapping(NamedTuple):
+    """A message on its way into PGP/MIME: the outer fields, the entity to encrypt, the line ending."""
 
-    ``head`` (``parse_head(raw)``) and ``sha256`` (hex digest of ``raw``) save work when the caller
-    has them already.
-    """
+    outer: list[bytes]
+    entity: bytes
+    eol: bytes
+
+
+def prepare(raw: bytes, *, keep_subject: bool = False, head: Head | None = None) -> Wrapping:
+    """The first half of :func:`wrap`: check ``raw``, choose the outer fields, build the protected entity
+    (raises :class:`NotWrappable`). Encrypt ``entity``, then :func:`assemble`."""
     if not raw or raw.isspace():
         raise NotWrappable("empty message")
     if head is None:
@@ -180,10 +179,36 @@ def wrap(
         raise NotWrappable(f"malformed header section: {e.reason}", e.offset)
     eol = eol_of(raw)
     outer = _outer_header(raw, head.fields, eol, keep_subject)
-    block = _block(encrypt_payload(_protect(raw, outer, head.fields, eol)), eol)
-    boundary = b"pgpbulk-" + (sha256 or hashlib.sha256(raw).hexdigest())[:32].encode()
+    return Wrapping(outer, _protect(raw, outer, head.fields, eol), eol)
+
+
+def assemble(wrapping: Wrapping, armored: bytes, sha256: str) -> bytes:
+    """The second half of :func:`wrap`: the PGP/MIME message around ``armored`` (the encrypted entity);
+    ``sha256`` (hex digest of the original message) names the MIME boundary."""
+    outer, _, eol = wrapping
+    block = _block(armored, eol)
+    boundary = b"pgpbulk-" + sha256[:32].encode()
     top, tail = _skeleton(eol)
     return b"".join((*outer, top % (boundary, boundary, boundary), block, tail % boundary))
+
+
+def wrap(
+    raw: bytes,
+    encrypt_payload: EncryptPayload,
+    *,
+    keep_subject: bool = False,
+    head: Head | None = None,
+    sha256: str | None = None,
+) -> bytes:
+    """Encrypt one message into PGP/MIME with header protection; line endings follow the input.
+
+    ``head`` (``parse_head(raw)``) and ``sha256`` (hex digest of ``raw``) save work when the caller
+    has them already. :func:`prepare` then :func:`assemble` are the same in two steps (for encrypting
+    many messages' entities at once).
+    """
+    wrapping = prepare(raw, keep_subject=keep_subject, head=head)
+    armored = encrypt_payload(wrapping.entity)
+    return assemble(wrapping, armored, sha256 or hashlib.sha256(raw).hexdigest())
 
 
 @functools.cache
