@@ -63,9 +63,10 @@ def test_self_check_catches_any_changed_byte() -> None:
                 unwrap(bad, st.open_with_last_key)
 
 
-def test_shards_are_private_copied_in_order_and_removed(tmp_path: Path) -> None:
+def test_shards_are_private_copied_in_order_reused_and_removed(tmp_path: Path) -> None:
     """Workers on a pool leave each batch's mbox chunks in a shard file beside DST (0600); the sink
-    copies them into the output in order, keeps the segmented digest, and removes the shards."""
+    copies them into the output in order, keeps the segmented digest, hands the shards back for reuse
+    (overwritten in place by a later batch) and removes them at the end."""
     from engine.mail.item import MailItem
     from engine.mail.sinks import ArchiveSink, Processed, to_shard
 
@@ -81,18 +82,26 @@ def test_shards_are_private_copied_in_order_and_removed(tmp_path: Path) -> None:
     sink.rewind(START)  # before the workers start: it removes stale shards
     expected = b"".join(p.chunk for b in batches for p in b)
     sharded = [to_shard(str(dst), b) for b in batches]
-    shards = sorted(tmp_path.glob("out.mbox.shard-*"))
-    assert len(shards) == 2 and all(p.stat().st_mode & 0o777 == 0o600 for p in shards)
+    shards = [Path(b[0].shard) for b in sharded]  # in the order they were made
+    assert sorted(tmp_path.glob("out.mbox.shard-*")) == sorted(shards) and all(p.stat().st_mode & 0o777 == 0o600 for p in shards)
     assert all(not p.chunk and p.shard for b in sharded for p in b)
     sink.write_batch(sharded[0])
     sink.write_batch([*sharded[1][:1], batches[1][1], *sharded[1][2:]])  # a chunk carried inline too
-    assert len(list(tmp_path.glob("out.mbox.shard-*"))) == 2  # copied and removed at the checkpoint
+    assert sorted(tmp_path.glob("out.mbox.shard-*")) == sorted(shards)  # copied and handed back at the checkpoint
     offset, digest = sink.checkpoint()
-    assert not list(tmp_path.glob("out.mbox.shard-*"))
+    assert sorted(tmp_path.glob("out.mbox.shard-*")) == sorted(p.with_name(p.name + ".free") for p in shards)
+    later = [processed(2)]  # shorter than the first batch: the reused shard keeps an unread old tail
+    again = to_shard(str(dst), later)
+    assert again[0].shard == str(shards[0]) and shards[0].stat().st_size == len(b"".join(p.chunk for p in batches[0]))
+    assert shards[0].read_bytes().startswith(later[0].chunk) and shards[0].stat().st_mode & 0o777 == 0o600
+    sink.write_batch(again)
+    offset, digest = sink.checkpoint()
     sink.close()
+    assert not list(tmp_path.glob("out.mbox.shard-*"))
+    expected += later[0].chunk
     assert sink.partial.read_bytes() == expected and offset == len(expected)
-    segs = [(len(p.chunk), hashlib.sha256(p.chunk).digest()) for b in batches for p in b]
-    AppendFile(sink.partial, segmented=True).rewind(Position(7, offset, digest), segs)  # digest as usual
+    segs = [(len(p.chunk), hashlib.sha256(p.chunk).digest()) for b in [*batches, later] for p in b]
+    AppendFile(sink.partial, segmented=True).rewind(Position(8, offset, digest), segs)  # digest as usual
     to_shard(str(dst), batches[0])  # a shard left by a killed run: gone at the next rewind or close
     sink.close()
     assert not list(tmp_path.glob("out.mbox.shard-*"))

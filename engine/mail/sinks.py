@@ -13,8 +13,11 @@ stamp kept in the journal's digest field, so a resumed run names messages as the
 the mbox: ciphertext, or messages passed unchanged) into ``DST.shard-PID-N`` beside DST (0600) and sends
 back only the records; :meth:`ArchiveSink.checkpoint` appends the shards to ``DST.partial`` in batch
 order (with direct writes past the page cache where the file system allows, else ``copy_file_range``
-in the kernel; see :class:`~engine.scheduler.AppendFile`), then removes them. A shard is never journaled: after a crash the batch is redone, and leftovers are removed by
-:meth:`~ArchiveSink.rewind` (the next run, fresh or resumed) and :meth:`~ArchiveSink.close`.
+in the kernel; see :class:`~engine.scheduler.AppendFile`), then hands each back to its worker for a
+later batch by renaming it ``SHARD.free`` (overwriting a file in place costs a fifth of filling a new
+one, whose pages and blocks must be allocated, and of removing it). A shard is never journaled: after
+a crash the batch is redone, and leftovers are removed by :meth:`~ArchiveSink.rewind` (the next run,
+fresh or resumed) and :meth:`~ArchiveSink.close`.
 """
 
 from __future__ import annotations
@@ -141,22 +144,41 @@ _RECORD = (
 
 SHARD = ".shard-"
 GENERATED_MARK = b"\n" + MIME_VERSION  # where the part of a wrapped message that we generated begins
+FREE = ".free"  # a shard the parent has copied: its worker may overwrite it
 _shard_seq = 0
+_own_shards: dict[str, list[str]] = {}  # destination -> this process's shard files
 
 
-def to_shard(dst: str, results: list[Processed]) -> list[Processed]:
-    """Worker side: write the mbox chunks of a batch into a new shard file beside ``dst`` (0600) and
-    return the results pointing into it, so that only small records travel back to the parent, which
-    copies the shard into the output in the kernel (:meth:`ArchiveSink.write_batch`) and removes it.
-    A shard holds exactly the bytes bound for the output (ciphertext, or messages passed unchanged)."""
+def _claim_shard(dst: str) -> tuple[int, str]:
+    """An open shard file for the next batch: one of this process's that the parent has handed back
+    (renamed ``.free``), overwritten in place, or else a new one (0600)."""
     global _shard_seq
+    mine = _own_shards.setdefault(dst, [])
+    for path in mine:
+        try:
+            os.rename(path + FREE, path)
+        except FileNotFoundError:  # still waiting to be copied
+            continue
+        return os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)), path
     _shard_seq += 1
     path = f"{dst}{SHARD}{os.getpid()}-{_shard_seq}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    mine.append(path)
+    return fd, path
+
+
+def to_shard(dst: str, results: list[Processed]) -> list[Processed]:
+    """Worker side: write the mbox chunks of a batch into a shard file beside ``dst`` (0600) and return
+    the results pointing into it, so that only small records travel back to the parent, which copies
+    the shard into the output (:meth:`ArchiveSink.write_batch`) and hands it back. A shard holds exactly
+    the bytes bound for the output (ciphertext, or messages passed unchanged); past a batch's end a
+    reused one may hold an earlier batch's, which nothing reads."""
+    fd, path = _claim_shard(dst)
     try:
         _write_all(fd, [p.chunk for p in results])
     except BaseException:
         os.close(fd)
+        _own_shards[dst].remove(path)
         os.unlink(path)
         raise
     os.close(fd)
@@ -361,7 +383,7 @@ class ArchiveSink:
             self._file.append_from(p.shard, p.at, length, [r.entry for r in results[i:j]])
             i = j
         for shard in {p.shard for p in results if p.shard}:
-            os.unlink(shard)
+            os.rename(shard, shard + FREE)  # back to its worker (see to_shard)
 
     def _write(self, p: Processed) -> bytes:
         item, w, name = p.item, self._writer, None
