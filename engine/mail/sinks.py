@@ -146,7 +146,8 @@ SHARD = ".shard-"
 GENERATED_MARK = b"\n" + MIME_VERSION  # where the part of a wrapped message that we generated begins
 FREE = ".free"  # a shard the parent has copied: its worker may overwrite it
 _shard_seq = 0
-_own_shards: dict[str, list[str]] = {}  # destination -> this process's shard files
+_own_shards: dict[str, list[str]] = {}  # destination -> this process's shard files (for reuse)
+_REUSED_SHARDS = 8  # a worker has one or two batches in flight: more shard files are not kept for reuse
 
 
 def _claim_shard(dst: str) -> tuple[int, str]:
@@ -163,7 +164,8 @@ def _claim_shard(dst: str) -> tuple[int, str]:
     _shard_seq += 1
     path = f"{dst}{SHARD}{os.getpid()}-{_shard_seq}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-    mine.append(path)
+    if len(mine) < _REUSED_SHARDS:
+        mine.append(path)
     return fd, path
 
 
@@ -178,7 +180,8 @@ def to_shard(dst: str, results: list[Processed]) -> list[Processed]:
         _write_all(fd, [p.chunk for p in results])
     except BaseException:
         os.close(fd)
-        _own_shards[dst].remove(path)
+        if path in _own_shards[dst]:
+            _own_shards[dst].remove(path)
         os.unlink(path)
         raise
     os.close(fd)
