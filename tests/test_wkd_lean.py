@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import random
 import time
 from pathlib import Path
@@ -16,7 +18,7 @@ from engine.openpgp.keys import Cert, read_cert, read_certs
 from engine.openpgp.packet import write_packet
 from engine.openpgp.signature import Signature, Subpacket, certification_data, key_data
 from engine.openpgp.userid import UserID
-from engine.wkd.build import BuildOptions, select_one
+from engine.wkd.build import BuildOptions, Packed, select_one, select_packed
 from engine.wkd.lean import LeanCert, Unusual
 from engine.wkd.sample import BASE_TIME, sample_keyring
 from engine.wkd.sources import CertBlob, SourceProblem, split_stream
@@ -141,3 +143,42 @@ def test_armored_keyring_source_streams_every_block(tmp_path: Path) -> None:
         k.fingerprint for k in keys
     ]
     assert not any(isinstance(i, SourceProblem) for i in items)
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
+
+
+def test_packed_batch_writes_what_select_one_selects(tmp_path: Path) -> None:
+    """A worker batch (:func:`select_packed`): its rows in input order equal :func:`select_one`'s records,
+    the first key of an address wins the file and a later one comes back with its bytes, a key the lean
+    path does not handle (v6) goes the reference way, and no folder descriptor stays open."""
+    ring = sample_keyring(40, 5)
+    blobs = [b for b in split_stream(io.BufferedReader(io.BytesIO(ring)), "s") if isinstance(b, CertBlob)]  # type: ignore[arg-type]
+    blobs += [CertBlob("edge", i, data) for i, data in enumerate(_edge_keys())]
+    blobs.append(CertBlob("again", 0, blobs[0].data))  # the same key twice: its file is taken
+    root = tmp_path / "stage"
+    root.mkdir()
+    opts = BuildOptions(frozenset(["example.org"]), now=NOW, root=str(root))
+    before = _open_fds()
+    packed = select_packed(opts, blobs)
+    assert _open_fds() == before
+    assert len(packed) == len(blobs) and all(p is None for p in packed[1:])
+    out = packed[0]
+    assert isinstance(out, Packed)
+    want = [
+        r for b in blobs for r in select_one(BuildOptions(frozenset(["example.org"]), now=NOW), b).records
+    ]
+    assert len(out.rows) == len(want) > len(blobs) and out.domains == {"example.org"}
+    assert out.unwritten and all(out.rows[i][9] == 0 for i in out.unwritten)
+    seen: set[str] = set()
+    for i, (row, rec) in enumerate(zip(out.rows, want, strict=True)):
+        assert row[:8] == (rec.domain, rec.hash, rec.local, rec.address, rec.fingerprint, rec.created,
+                           len(rec.data), rec.status)  # fmt: skip
+        path = root / rec.domain / "hu" / rec.hash
+        if rec.hash in seen:  # a later key of an address: its bytes go back to the parent
+            assert i in out.unwritten and row[10] == rec.data and row[8] == ""
+        else:
+            assert i not in out.unwritten and path.read_bytes() == rec.data
+            assert row[8] == hashlib.sha256(rec.data).hexdigest() and row[9] == 1
+        seen.add(rec.hash)

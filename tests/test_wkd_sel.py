@@ -179,6 +179,23 @@ def test_lean_verify_accepts_good_and_refuses_damaged_signatures(impl: str, rsa_
         assert not cert.verify(Sig(raw[0]), certification_suffix(uid + b"x"))
 
 
+def test_lean_ed25519_without_libsodium_goes_through_openssl(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.wkd import lean
+    from engine.wkd.lean import LeanCert, Sig, certification_suffix
+
+    calls = []
+    monkeypatch.setattr(lean, "_sodium_ok", lambda *a: calls.append(a) or True)  # would accept anything
+    monkeypatch.setattr(lean, "_sodium_open", None)
+    for data in _certs(sample_keyring(2, 13)):
+        cert = LeanCert(data)
+        uid, raw, _ = cert.uids[0]
+        assert cert.verify(Sig(raw[0]), certification_suffix(uid))
+        bad = bytearray(raw[0])
+        bad[-1] ^= 0x01
+        assert not cert.verify(Sig(bytes(bad)), certification_suffix(uid))
+    assert not calls
+
+
 def _old_ed(m: bytes) -> bytes | None:
     """What the lean path computed from the material before the kernel did (two MPIs, R || S)."""
     from engine.wkd.lean import _mpi

@@ -19,7 +19,7 @@ of subkeys) runs in the ``wkdsel`` kernel (``engine._wkdsel_c``, twin ``engine._
 from __future__ import annotations
 
 import hashlib
-import time
+from time import perf_counter as _clock
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -64,7 +64,8 @@ __all__ = ["LeanCert", "Unusual", "packet", "parse_packets"]
 A = PublicKeyAlgorithm
 _HASHES = {HashAlgorithm.SHA256: "sha256", HashAlgorithm.SHA512: "sha512", HashAlgorithm.SHA384: "sha384"}
 _HASHES.update({HashAlgorithm.SHA224: "sha224", HashAlgorithm.SHA1: "sha1"})
-_CRYPTO_HASH = {h: HashAlgorithm(h).crypto_hash() for h in _HASHES}
+_PREHASHED = {h: Prehashed(HashAlgorithm(h).crypto_hash()) for h in _HASHES}  # immutable: shared
+_PKCS1 = padding.PKCS1v15()
 _SOFT = (RevocationReason.SUPERSEDED, RevocationReason.RETIRED, RevocationReason.USER_ID_INVALID)
 _PUBKEY, _SIG, _UID, _SUBKEY, _ATTR = 6, 2, 13, 14, 17
 _KNOWN_MASK = bytes(1 if t in _KNOWN_SUBPACKETS else 0 for t in range(128))
@@ -174,11 +175,21 @@ class LeanCert:
         self.prefix = b"\x99" + len(body).to_bytes(2, "big") + body
         self._ctx: dict[int, Any] = {}
         self._pub: Any = None
+        self._size = 0  # octets of the RSA modulus, once known
+        self._fpr = self.primary.fingerprint
+        self._kid = self._fpr[-8:]
+        self._algo = self.primary.algorithm
+        # the libsodium key of an Ed25519 primary (None: another algorithm, or OpenSSL's path)
+        self._sodium: bytes | None = None
+        if self._algo == A.EDDSA_LEGACY and _sodium_open is not None:
+            point = getattr(self.primary.material, "point", b"")
+            if len(point) == 33:
+                self._sodium = point[1:]
         self.seconds_verify = 0.0
         # (body, signature bodies, their fields from the kernel): parsed to :class:`Sig` on demand
         self.uids: list[tuple[bytes, list[bytes], list[tuple | None]]] = uids
         self.subkeys: list[tuple[bytes, list[bytes], list[tuple | None]]] = subkeys
-        self.other = self.sigs(other, other_fields)
+        self.other = self.sigs(other, other_fields) if other else []
 
     @staticmethod
     def sigs(bodies: list[bytes], fields: list[tuple | None]) -> list[Sig]:
@@ -188,29 +199,34 @@ class LeanCert:
         return list(map(Sig, bodies, fields))
 
     # -- verification ---------------------------------------------------------------------------
-    def _issued(self, s: Sig) -> bool:
-        fpr = self.primary.fingerprint
-        if s.fpr is not None:
-            return s.fpr == fpr
-        return s.kid is None or s.kid == fpr[-8:]
-
     def verify(self, s: Sig, data: bytes) -> bool:
-        """Is ``s`` a valid signature by the primary key over ``prefix + data`` (memoized)?"""
+        """Is ``s`` a valid signature by the primary key over ``prefix + data`` (memoized)?
+
+        Not critical with an unknown subpacket, issued by the primary (issuer fingerprint, else key
+        ID, else no issuer), of its algorithm, the left 16 bits of the digest right, and the value
+        verified (libsodium for Ed25519 when installed, else OpenSSL through ``cryptography``)."""
         ok = s.ok
-        if ok is None:
-            t = time.perf_counter()
-            ok = s.ok = not s.critical and self._issued(s) and self._check(s, data)
-            self.seconds_verify += time.perf_counter() - t
+        if ok is not None:
+            return ok
+        t = _clock()
+        fpr = s.fpr
+        if s.critical or (s.kid is not None and s.kid != self._kid if fpr is None else fpr != self._fpr):
+            ok = False
+        else:
+            ok = self._check(s, data)
+        s.ok = ok
+        self.seconds_verify += _clock() - t
         return ok
 
     def _check(self, s: Sig, data: bytes) -> bool:
-        if s.halg not in _HASHES:
-            raise Unusual(f"hash algorithm {s.halg}")
-        if s.algo != self.primary.algorithm:
+        halg = s.halg
+        if halg not in _HASHES:
+            raise Unusual(f"hash algorithm {halg}")
+        if s.algo != self._algo:
             return False
-        base = self._ctx.get(s.halg)
+        base = self._ctx.get(halg)
         if base is None:
-            base = self._ctx[s.halg] = hashlib.new(_HASHES[s.halg], self.prefix)
+            base = self._ctx[halg] = hashlib.new(_HASHES[halg], self.prefix)
         h = base.copy()
         h.update(data)
         h.update(s.tail)  # the hashed part of the signature and its trailer, from the kernel
@@ -218,30 +234,32 @@ class LeanCert:
         if digest[:2] != s.left16:
             return False
         try:
+            key = self._sodium
+            if key is not None:  # Ed25519 through libsodium; digests are at most 64 octets
+                sig = s.ed  # R || S, 64 octets, from the kernel; None when the material is not two MPIs
+                return sig is not None and _sodium_ok(sig + digest, key)
             return self._raw_verify(s, digest)
         except (InvalidSignature, ValueError, IndexError):
             return False
 
     def _raw_verify(self, s: Sig, digest: bytes) -> bool:
+        """OpenSSL's verification (raises on a bad signature); Ed25519 comes here without libsodium."""
         m = s.material
-        if self.primary.algorithm == A.EDDSA_LEGACY:
+        if self._algo == A.EDDSA_LEGACY:
             sig = s.ed  # R || S, 64 octets, from the kernel; None when the material is not two MPIs
             if sig is None:
                 return False
-            point = self.primary.material.point  # type: ignore[union-attr]
-            if _sodium_open is not None and len(point) == 33 and len(digest) <= 192:
-                return _sodium_ok(sig + digest, point[1:])
             self._key().verify(sig, digest)
             return True
         value, end = _mpi(m, 0)
         if end != len(m):
             return False
-        mat = self.primary.material
-        assert isinstance(mat, RSAMaterial | _Primary)
-        size = (mat.n.bit_length() + 7) // 8
-        self._key().verify(
-            value.rjust(size, b"\x00"), digest, padding.PKCS1v15(), Prehashed(_CRYPTO_HASH[s.halg])
-        )
+        size = self._size
+        if not size:
+            mat = self.primary.material
+            assert isinstance(mat, RSAMaterial | _Primary)
+            size = self._size = (mat.n.bit_length() + 7) // 8
+        self._key().verify(value.rjust(size, b"\x00"), digest, _PKCS1, _PREHASHED[s.halg])
         return True
 
     def _key(self) -> Any:

@@ -7,7 +7,7 @@ binding) but asks for a signature's verification only when the answer changes th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from engine import _native
 from engine.errors import InvalidArgument, MalformedPacket, UnsupportedError
@@ -44,8 +44,7 @@ class _Uid:
         self.self_sig: dict[int, Sig | None] = {}  # by time
 
 
-@dataclass(frozen=True)
-class Chosen:
+class Chosen(NamedTuple):
     """One address to publish: parts of the address, minimal key bytes and status."""
 
     local: str
@@ -58,19 +57,35 @@ class Chosen:
 def _parse(c: LeanCert, u: _Uid) -> _Uid:
     if not u.parsed:
         sigs = c.sigs(u.raw, u.fields)
-        cands = [s for s in sigs if 0x10 <= s.type <= 0x13 and s.created >= c.created]  # gpg's rule too
-        u.cands = sorted(cands, key=lambda s: -s.created)
-        u.revs = [s for s in sigs if s.type == _CERT_REV]
+        if len(sigs) == 1:  # the common case, without the sorting
+            s = sigs[0]
+            u.cands = [s] if 0x10 <= s.type <= 0x13 and s.created >= c.created else []
+            u.revs = [s] if s.type == _CERT_REV else []
+        else:
+            cands = [s for s in sigs if 0x10 <= s.type <= 0x13 and s.created >= c.created]  # gpg's rule too
+            u.cands = sorted(cands, key=_newest_first)
+            u.revs = [s for s in sigs if s.type == _CERT_REV]
         u.data = certification_suffix(u.body)
         u.parsed = True
     return u
 
 
+def _newest_first(s: Sig) -> int:
+    return -s.created
+
+
 def _self_sig(c: LeanCert, u: _Uid, at: int) -> Sig | None:
-    if at not in u.self_sig:
-        cands = _parse(c, u).cands
-        u.self_sig[at] = next((s for s in cands if s.live(at) and c.verify(s, u.data)), None)
-    return u.self_sig[at]
+    """The newest live self-signature of ``u`` at ``at`` that verifies (memoized by time)."""
+    memo = u.self_sig
+    if at in memo:
+        return memo[at]
+    got = None
+    for s in _parse(c, u).cands:
+        if s.live(at) and c.verify(s, u.data):
+            got = s
+            break
+    memo[at] = got
+    return got
 
 
 def _uid_revoked(c: LeanCert, u: _Uid, at: int) -> bool:
@@ -85,9 +100,9 @@ def _newest(sigs: list[Sig], at: int) -> Sig | None:
 
 def _expires(c: LeanCert, uids: list[_Uid], direct: list[Sig], at: int) -> int | None:
     """``Cert.expires_at``: key expiration of the primary User ID's self-signature, else direct-key."""
-    newest_direct = _newest(direct, at)
     if not any(s.key_exp for u in uids for s in _parse(c, u).cands) and not any(s.key_exp for s in direct):
         return None  # no signature could say otherwise: skip verifying other User IDs
+    newest_direct = _newest(direct, at)
     best: tuple[tuple[bool, int], Sig] | None = None
     for u in uids:
         sig = _self_sig(c, u, at)
@@ -118,14 +133,21 @@ def _subkeys(c: LeanCert, at: int) -> list[bytes]:
         created = int.from_bytes(body[1:5], "big")
         sigs = c.sigs(raw, fields)
         data = binding_suffix(body)
-        bindings = sorted((s for s in sigs if s.type == _BINDING), key=lambda s: -s.created)
-        binding = next((s for s in bindings if s.live(at) and c.verify(s, data)), None)
+        if len(sigs) == 1:  # the common case, without the sorting
+            bindings = sigs if sigs[0].type == _BINDING else []
+        else:
+            bindings = sorted((s for s in sigs if s.type == _BINDING), key=_newest_first)
+        binding = None
+        for s in bindings:
+            if s.live(at) and c.verify(s, data):
+                binding = s
+                break
         if binding is None or created > at:
             continue
         if binding.key_exp and at >= created + binding.key_exp:
             continue
-        if revoked_at([s for s in sigs if s.type == _SUB_REV and c.verify(s, data)], at):
-            continue
+        if len(sigs) > 1 and revoked_at([s for s in sigs if s.type == _SUB_REV and c.verify(s, data)], at):
+            continue  # (a single signature is the binding: nothing revokes)
         out += [packet(14, body), packet(2, binding.body)]
     return out
 
@@ -148,9 +170,12 @@ def select_lean(
 ) -> list[Chosen]:
     """The addresses of ``c`` to publish (reasons for the others appended to ``skipped``)."""
     uids = [_Uid(b, raw, fields) for b, raw, fields in c.uids]
-    direct = [s for s in c.other if s.type == _DIRECT and c.verify(s, b"")]
-    krevs = [s for s in c.other if s.type == _KEY_REV and c.verify(s, b"")]
-    key_revoked = revoked_at(krevs, now)
+    direct: list[Sig] = []
+    krevs: list[Sig] = []
+    if c.other:
+        direct = [s for s in c.other if s.type == _DIRECT and c.verify(s, b"")]
+        krevs = [s for s in c.other if s.type == _KEY_REV and c.verify(s, b"")]
+    key_revoked = bool(krevs) and revoked_at(krevs, now)
     exp = _expires(c, uids, direct, now)
     expired = exp is not None and exp <= now
     at = exp - 1 if expired and exp is not None else now
@@ -189,7 +214,7 @@ def select_lean(
     if not best:
         return []
     head = [c.key_packet, *(packet(2, s.body) for s in krevs)]
-    newest_direct = _newest(direct, at)
+    newest_direct = _newest(direct, at) if direct else None
     subs: list[bytes] | None = None
     out = []
     for address, (_, u, local, domain) in best.items():

@@ -30,7 +30,7 @@ from engine.errors import InvalidArgument
 from engine.wkd.build import METHODS, Packed, Record
 from engine.wkd.validate import safe_name
 
-__all__ = ["Slot", "TreeWriter", "write_records", "write_rows"]
+__all__ = ["Slot", "TreeWriter", "close_dirs", "write_records", "write_rows"]
 
 INDEX_PREFIX = ".wkd-index-"
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # as the manifest's
@@ -88,24 +88,23 @@ def write_records(root: str, method: str, records: Iterable[Record]) -> list[Rec
     return out
 
 
-def write_rows(root: str, method: str, records: Iterable[tuple], out: Packed) -> None:
+def write_rows(
+    root: str, method: str, records: Iterable[tuple], out: Packed, dirs: dict[str, int] | None = None
+) -> None:
     """:func:`write_records` for :func:`engine.wkd.build.select_packed`: ``records`` as tuples
     ``(domain, hash, local, address, fingerprint, created, data, status)``; each one's index row is
-    appended to ``out`` (see :class:`engine.wkd.build.Packed`)."""
+    appended to ``out`` (see :class:`engine.wkd.build.Packed`). ``dirs`` (domain -> open descriptor of
+    its ``hu`` folder) lets a caller keep the descriptors across calls and close them itself
+    (:func:`close_dirs`); without it they are closed before returning."""
+    own = dirs is None
+    if dirs is None:
+        dirs = {}
     rows, domains = out.rows, out.domains
-    dirs: dict[str, int] = {}
     try:
         for domain, hashed, local, address, fpr, created, data, status in records:
-            folder = os.path.join(root, "hu") if method == "direct" else os.path.join(root, domain, "hu")
-            dfd = dirs.get(folder)
+            dfd = dirs.get(domain)
             if dfd is None:
-                if folder not in _made:
-                    os.makedirs(os.path.join(root, safe_name(domain)), exist_ok=True)
-                    os.makedirs(folder, exist_ok=True)
-                    _made.add(folder)
-                dfd = dirs[folder] = os.open(
-                    folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
-                )
+                dfd = dirs[domain] = _open_hu(root, method, domain)
             domains.add(domain)
             try:
                 _write_new(hashed, data, dfd)
@@ -118,8 +117,25 @@ def write_rows(root: str, method: str, records: Iterable[tuple], out: Packed) ->
             sha = hashlib.sha256(data).hexdigest()
             rows.append((domain, hashed, local, address, fpr, created, len(data), status, sha, 1, None, None))
     finally:
-        for dfd in dirs.values():
-            os.close(dfd)
+        if own:
+            close_dirs(dirs)
+
+
+def _open_hu(root: str, method: str, domain: str) -> int:
+    """An open descriptor of the ``hu`` folder of ``domain`` under ``root`` (created once per process)."""
+    folder = os.path.join(root, "hu") if method == "direct" else os.path.join(root, domain, "hu")
+    if folder not in _made:
+        os.makedirs(os.path.join(root, safe_name(domain)), exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
+        _made.add(folder)
+    return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+
+
+def close_dirs(dirs: dict[str, int]) -> None:
+    """Close the descriptors :func:`write_rows` opened into ``dirs`` (and forget them)."""
+    for dfd in dirs.values():
+        os.close(dfd)
+    dirs.clear()
 
 
 @dataclass(slots=True)
