@@ -292,7 +292,7 @@ def _job(mode: str) -> Job:
         gpg = [Impl(f"gpg --decrypt loop x{CORES}", _gpg_loop(mode, workers=CORES), requires=GPG, note=loop)]
     if CORES > 1:  # the same loop without the keyring lock shared between the gpg processes
         gpg.append(Impl(f"{gpg[0].name}, a home each", _gpg_loop(mode, workers=CORES, own_homes=True),
-                        requires=GPG, note=gpg[0].note + "; each worker on its own copy of the GnuPG home"))  # fmt: skip
+                        requires=GPG, quick=False, note=gpg[0].note + "; each worker on its own copy of the GnuPG home"))  # fmt: skip
     sweep = Sweep("workers", "worker processes", (1, 2, 4), (1, 2), [ours[0].name, gpg[0].name])
     return Job(
         name=f"archive-{mode}",
