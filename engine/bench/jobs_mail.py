@@ -306,6 +306,9 @@ def _job(mode: str) -> Job:
         sweep=sweep,
         quick_budget=15.0 if mode == "encrypt" else 10.0,
         family="archive",
+        # Our workers run under the pool's fork server, outside this process's children: their CPU
+        # seconds would be missing from ours, so a CPU ratio would flatter us. Wall clock only.
+        parallel=True,
     )
 
 
