@@ -20,6 +20,7 @@ from engine.openpgp.signature import Signature, Subpacket, certification_data, k
 from engine.openpgp.userid import UserID
 from engine.wkd.build import BuildOptions, Packed, select_one, select_packed
 from engine.wkd.lean import LeanCert, Unusual
+from engine.wkd.lean_select import select_general, select_plain
 from engine.wkd.sample import BASE_TIME, sample_keyring
 from engine.wkd.sources import CertBlob, SourceProblem, split_stream
 
@@ -71,6 +72,9 @@ def _edge_keys() -> list[bytes]:
         + _sig(e, SignatureType.KEY_REVOCATION, key_data(e.primary), t + 3)
         + e.public().serialize()[len(head) :]
     )
+    f = generate("F <f@example.org>", created=t)  # one signature per User ID, two of them not live
+    lapsed = _uid(f, b"F2 <f2@example.org>", t + 5, Subpacket(3, (60).to_bytes(4, "big")))
+    out.append(f.public().serialize() + lapsed + _uid(f, b"F3 <f3@example.org>", NOW + 86400))
     out.append(export(generate("R <r@example.org>", "rsa2048", created=t).public(), armor=False))
     out.append(export(generate("V6 <v6@example.org>", version=6, created=t).public(), armor=False))
     return out
@@ -88,6 +92,37 @@ def test_lean_equals_reference(impl: str, flags: tuple[bool, bool]) -> None:
             assert lean.records == ref.records and sorted(lean.skipped) == sorted(ref.skipped), blob.offset
     reasons = {r for blob in blobs for r, _ in select_one(BuildOptions(None, now=NOW), blob).skipped}
     assert {"user id revoked", "key expired", "no valid self-signature", "key revoked"} <= reasons
+
+
+@pytest.mark.parametrize("now", [NOW, BASE_TIME - 86400 * 200])
+def test_plain_shape_equals_general_rules(impl: str, now: int) -> None:
+    """The one-pass selection of the common shape decides as the general rules (reasons in the same
+    order) and declines every other certificate before verifying or reporting anything."""
+    ring = sample_keyring(60, 7)
+    blobs = [b for b in split_stream(io.BufferedReader(io.BytesIO(ring)), "s") if isinstance(b, CertBlob)]  # type: ignore[arg-type]
+    datas = [b.data for b in blobs] + _edge_keys()[:-1]  # not the v6 key: LeanCert refuses it
+    taken = declined = 0
+    reasons: set[str] = set()
+    for data in datas:
+        for domains in (frozenset(["example.org"]), None):
+            plain_left: list[tuple[str, str]] = []
+            cert = LeanCert(data)
+            got = select_plain(cert, domains, now, plain_left)
+            general_left: list[tuple[str, str]] = []
+            want = select_general(LeanCert(data), domains, False, False, now, general_left)
+            if got is None:
+                declined += 1
+                assert plain_left == [] and cert.seconds_verify == 0.0
+                continue
+            taken += 1
+            assert got == want and plain_left == general_left
+            reasons.update(r for r, _ in plain_left)
+            assert select_general(LeanCert(data), domains, True, True, now, []) == want  # flags are moot
+    assert taken >= len(datas) and declined >= 6  # multi-signature User ID, key expiry, key revocation
+    if now == NOW:
+        assert {"no valid self-signature", "self-signature expired or not yet valid"} <= reasons
+    else:
+        assert "key created in the future" in reasons
 
 
 def test_lean_refuses_what_it_does_not_know() -> None:

@@ -155,3 +155,30 @@ def test_kill_midway_leaves_old_tree(tmp_path: Path, ring: Path) -> None:
     assert list(wk.glob("openpgpkey.new-*"))  # the half-built tree is still there, unserved
     build(www, [str(ring)], workers=0)
     assert not list(wk.glob("openpgpkey.new-*")) and snapshot(wk / LINK) == before
+
+
+def test_last_sync_sees_the_published_tree(
+    tmp_path: Path, ring: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The early background sync may run before the parent's own writes (two keys merged into one
+    address's file); the final sync, in the building thread, must see the tree as published."""
+    from engine.wkd import publish
+
+    seen: list[tuple[str, dict[str, bytes]]] = []
+    real = publish._sync_tree
+
+    def spy(path: Path) -> None:
+        seen.append((threading.current_thread().name, snapshot(path)))
+        real(path)
+
+    monkeypatch.setattr(publish, "_sync_tree", spy)
+    twin = tmp_path / "twin.gpg"  # a second key for user0's address: the parent merges the file
+    twin.write_bytes(export(generate("Twin <user0@example.org>").public(), armor=False))
+    www = tmp_path / "www"
+    build(www, [str(ring), str(twin)], workers=0)
+    assert [name for name, _ in seen] == ["wkd-early-sync", threading.current_thread().name]
+    final = snapshot(current_version(www))  # type: ignore[arg-type]
+    assert seen[-1][1] == final
+    assert len(final) > 20 and len(final[f"example.org/hu/{wkd_hash('user0')}"]) > len(
+        final[f"example.org/hu/{wkd_hash('user1')}"]
+    )

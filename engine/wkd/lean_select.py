@@ -2,7 +2,8 @@
 
 Each rule mirrors ``engine.openpgp.keys`` (newest valid self-signature at a time, hard and soft
 revocations, key expiry from the primary User ID's self-signature, subkeys valid with their newest
-binding) but asks for a signature's verification only when the answer changes the outcome.
+binding) but asks for a signature's verification only when the answer changes the outcome. The common
+shape (one signature per User ID, no key expiry or revocation) takes a one-pass path, :func:`select_plain`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from engine.wkd.lean import (
 )
 from engine.wkd.validate import normalize_address
 
-__all__ = ["Chosen", "select_lean"]
+__all__ = ["Chosen", "select_general", "select_lean", "select_plain"]
 
 _DIRECT, _KEY_REV, _BINDING, _SUB_REV, _CERT_REV = 0x1F, 0x20, 0x18, 0x28, 0x30
 
@@ -169,6 +170,97 @@ def select_lean(
     skipped: list[tuple[str, str]],
 ) -> list[Chosen]:
     """The addresses of ``c`` to publish (reasons for the others appended to ``skipped``)."""
+    got = select_plain(c, domains, now, skipped)
+    if got is None:
+        got = select_general(c, domains, include_expired, include_revoked, now, skipped)
+    return got
+
+
+def select_plain(
+    c: LeanCert, domains: frozenset[str] | None, now: int, skipped: list[tuple[str, str]]
+) -> list[Chosen] | None:
+    """:func:`select_general` for the common shape, in one pass: no direct-key signature or key
+    revocation, one signature on each User ID, no key expiration on a self-signature (subkeys as
+    :func:`_subkeys` takes them). None (nothing verified, nothing appended) for any other certificate.
+
+    With that shape nothing expires the key and nothing revokes a User ID (its one signature is its
+    self-signature), so the expired / revoked flags cannot change the outcome: a User ID is published
+    when its self-signature is live now and verifies."""
+    if c.other:
+        return None
+    created = c.created
+    sigs: list[Sig | None] = []  # each User ID's self-signature (None: its one signature is not one)
+    for _, raw, fields in c.uids:
+        if len(raw) != 1:
+            return None
+        f = fields[0]
+        if f is None:
+            return None  # malformed: the general path says so
+        if 0x10 <= f[0] <= 0x13 and f[4] >= created:  # type, creation: as :func:`_parse`
+            if f[6]:  # a key expiration
+                return None
+            sigs.append(Sig(raw[0], f))
+        else:
+            sigs.append(None)
+    key_problem = "key created in the future" if created > now else None
+    best: dict[str, tuple[tuple[int, int], bytes, Sig, str, str]] = {}
+    for (body, _, _), s in zip(c.uids, sigs, strict=True):
+        where = _address(body, domains, skipped)
+        if where is None:
+            continue
+        local, domain, address = where
+        problem = key_problem
+        if problem is None:
+            if s is None or not c.verify(s, certification_suffix(body)):
+                problem = "no valid self-signature"
+            elif not s.live(now):
+                problem = "self-signature expired or not yet valid"
+        if problem:
+            skipped.append((problem, address))
+            continue
+        assert s is not None
+        rank = (int(bool(s.primary)), s.created)
+        if address not in best or rank > best[address][0]:
+            best[address] = (rank, body, s, local, domain)
+    if not best:
+        return []
+    subs = b"".join(_subkeys(c, now))
+    key = c.key_packet
+    return [
+        Chosen(local, domain, address, b"".join((key, packet(13, body), packet(2, s.body), subs)), "valid")
+        for address, (_, body, s, local, domain) in best.items()
+    ]
+
+
+def _address(
+    body: bytes, domains: frozenset[str] | None, skipped: list[tuple[str, str]]
+) -> tuple[str, str, str] | None:
+    """``(local, domain, address)`` of a User ID to consider; None (the reason appended) otherwise."""
+    m = _ANGLE.search(body) or _BARE.match(body)  # ``UserID(body).email`` without the object
+    email = m.group(1).decode("utf-8", "replace") if m else None
+    if email is None:
+        skipped.append(("no mail address in user id", body.decode("utf-8", "replace")[:80]))
+        return None
+    try:
+        local, domain, address = normalize_address(email)
+    except InvalidArgument as exc:
+        skipped.append((f"refused address: {exc}", repr(email[:200])))
+        return None
+    if domains is not None and domain not in domains:
+        skipped.append(("other domain", address))
+        return None
+    return local, domain, address
+
+
+def select_general(
+    c: LeanCert,
+    domains: frozenset[str] | None,
+    include_expired: bool,
+    include_revoked: bool,
+    now: int,
+    skipped: list[tuple[str, str]],
+) -> list[Chosen]:
+    """:func:`select_lean` for any certificate the lean path handles."""
     uids = [_Uid(b, raw, fields) for b, raw, fields in c.uids]
     direct: list[Sig] = []
     krevs: list[Sig] = []
@@ -188,19 +280,10 @@ def select_lean(
         key_problem = "key expired"
     best: dict[str, tuple[tuple[int, int], _Uid, str, str]] = {}
     for u in uids:
-        m = _ANGLE.search(u.body) or _BARE.match(u.body)  # ``UserID(u.body).email`` without the object
-        email = m.group(1).decode("utf-8", "replace") if m else None
-        if email is None:
-            skipped.append(("no mail address in user id", u.body.decode("utf-8", "replace")[:80]))
+        where = _address(u.body, domains, skipped)
+        if where is None:
             continue
-        try:
-            local, domain, address = normalize_address(email)
-        except InvalidArgument as exc:
-            skipped.append((f"refused address: {exc}", repr(email[:200])))
-            continue
-        if domains is not None and domain not in domains:
-            skipped.append(("other domain", address))
-            continue
+        local, domain, address = where
         problem = key_problem or _uid_problem(c, u, at)
         if problem == "user id revoked" and include_revoked:
             problem = None

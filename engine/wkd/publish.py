@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -135,6 +136,16 @@ def _sync_tree(path: Path) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+def _start_sync(path: Path) -> threading.Thread:
+    """Begin :func:`_sync_tree` of ``path`` in a thread (the call waits in the kernel, without the GIL):
+    the workers' files go to disk while the parent merges and writes the index. It does not replace the
+    final :func:`_sync_tree`, which covers the files written after it started; that one finds little
+    left to write."""
+    early = threading.Thread(target=_sync_tree, args=(path,), name="wkd-early-sync", daemon=True)
+    early.start()
+    return early
 
 
 def _fsync_dir(path: Path) -> None:
@@ -258,10 +269,12 @@ def build(
         name = f"{VERSION_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         writer: TreeWriter | None = None
         manifest: mf.ManifestWriter | None = None
+        early: threading.Thread | None = None
         try:
             staging.chmod(0o755)
             writer = TreeWriter(staging, method, policy, chosen or (), previous)
             _run(sources, gnupghome, replace(opts, root=str(staging)), workers, writer, report, progress)
+            early = _start_sync(staging)  # the workers' files, while the parent finishes the tree
             t_finish = time.perf_counter()
             manifest = mf.ManifestWriter(manifest_file, name, method, hashlib.sha256(policy).hexdigest())
             changes = mf.DiffBuilder(old_manifest) if incremental else None
@@ -276,10 +289,13 @@ def build(
             if not writer.addresses and not chosen and old is not None:
                 raise InvalidArgument("nothing to publish; the published tree was left as it is")
             t_write = time.perf_counter()
+            early.join()
             _sync_tree(staging)  # every file durable before the switch makes it visible
             report.seconds_sync = time.perf_counter() - t_write
             os.rename(staging, wellknown / name)
         except BaseException:
+            if early is not None:
+                early.join()
             if writer is not None:
                 writer.close()
             if manifest is not None:
