@@ -158,3 +158,43 @@ def test_batch_encryption_equals_one_by_one(monkeypatch: pytest.MonkeyPatch, bat
             assert unwrap(b.item.raw, lambda a: message.decrypt(a, provider).plaintext) == item.raw
         else:
             assert b.item.raw == item.raw
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_batch_mbox_entries_equal_one_by_one(tmp_path: Path, sharded: bool) -> None:
+    """For an mbox sink the batch path builds each wrapped message's entry from its pieces (in a shard,
+    the armored block written without a copy): same records but for the ciphertext's length and hash,
+    same entry outside the armor, a segment entry that matches the bytes, and the original back."""
+    import json
+
+    from engine.mail import samples
+    from engine.mail.item import MailItem
+    from engine.mail.job import JobOptions, _work_item, work_batch
+    from engine.mail.mbox import unquote
+    from engine.openpgp import message
+    from engine.openpgp.provider import InProcessKeyProvider
+
+    key = keygen.generate("Alice <alice@example.org>", "ed25519")
+    init_worker(CryptoConfig(recipients=(keygen.export(key.public(), armor=False),)))
+    raws = samples.generate(seed=11, count=45)
+    raws[0] = b"From : outer field to quote\nSubject: s\n\nFrom body\n>From quoted\n"
+    seps = [b"From x@y Thu Jan  1 00:00:00 1970\n", None, b"From x@y Thu Jan  1 00:00:00 1970"]
+    items = [MailItem(i, raw, seps[i % 3], 0, "src") for i, raw in enumerate(raws)]
+    opts = JobOptions("encrypt")
+    batch = work_batch(opts, items, out_fmt="mbox", shards=str(tmp_path / "o.mbox") if sharded else "")
+    single = [_work_item(opts, item, "mbox") for item in items]
+    assert [p.outcome for p in batch].count("encrypted") > 20 and all(bool(p.shard) == sharded for p in batch)
+    provider = InProcessKeyProvider([key])
+    for item, b, s in zip(items, batch, single, strict=True):
+        size = int.from_bytes(b.entry[:8], "big")
+        chunk = Path(b.shard).read_bytes()[b.at : b.at + size] if sharded else b.chunk
+        assert len(chunk) == size
+        assert b.entry == segment_entry(len(chunk), hashlib.sha256(chunk).digest())
+        rb, rs = json.loads(b.record), json.loads(s.record)
+        assert {**rb, "out": 0, "w": 0, "wsha": ""} == {**rs, "out": 0, "w": 0, "wsha": ""}
+        assert rb["w"] == len(chunk) and (rb["wsha"] == rs["wsha"]) == (b.outcome != "encrypted")
+        assert _outside_armor(chunk) == _outside_armor(s.chunk)
+        if b.outcome == "encrypted":
+            sep_end = chunk.index(b"\n") + 1
+            stored = unquote(chunk[sep_end:-2] if chunk.endswith(b"\r\n") else chunk[sep_end:-1])
+            assert unwrap(stored, lambda a: message.decrypt(a, provider).plaintext) == item.raw

@@ -164,6 +164,8 @@ def test_mbox_refs_load_as_the_reader_reads(impl: str, tmp_path: Path) -> None:
     refs = {v: list(mbox.scan_mbox(path, v)) for v in ("mboxrd", "mboxo")}
     assert [i.raw for i in mbox.load_refs(refs["mboxrd"])] == messages
     assert [i.raw for i in mbox.load_refs(refs["mboxo"])] == [i.raw for i in mbox.read_mbox(path, "mboxo")]
+    for variant in refs:  # the whole items: separator, offset, source, flags
+        assert mbox.load_refs(refs[variant]) == list(mbox.read_mbox(path, variant))
     path.write_bytes(path.read_bytes()[:-40])  # the file changed under the refs
     for variant in refs:
         with pytest.raises(StructuralError, match="changed while it was read"):
@@ -267,3 +269,76 @@ def test_to_shard_results_equal_the_dataclass(tmp_path: Path) -> None:
         assert s == want and list(vars(s)) == list(vars(want)) and pickle.dumps(s) == pickle.dumps(want)
         at += len(p.chunk)
     assert (tmp_path / sharded[0].shard).read_bytes() == b"".join(p.chunk for p in batch)
+
+
+SEALED_CASES = [
+    b"From: a@example.org\nTo: b@example.org\nSubject: s\n\nbody\nFrom x\n>From y\n",
+    b"From : quoted outside\nSubject: s\n\nFrom body\n",  # an outer field that mbox must quote
+    b"From: a\r\nSubject: s\r\n\r\nFrom crlf body\r\n",
+    b"Received: x\r\nFrom: mixed endings\nSubject: s\n\nbody\n",  # outer's first line ends otherwise
+    b"X-Only: no outer field at all\n\nFrom body\n",
+    b"X-Only: crlf, no outer field\r\n\r\nbody\r\n",
+    b"Subject: last field without its line ending",
+    b"Subject: folded\n From not a line start\n\nbody",
+]
+
+
+@pytest.mark.parametrize(
+    "sep", [b"From x Thu Jan  1 00:00:00 1970\n", b"From x Thu Jan  1 00:00:00 1970", None]
+)
+def test_sealed_entry_equals_assemble_then_mbox(impl: str, tmp_path: Path, sep: bytes | None) -> None:
+    """The batch path builds a wrapped message's mbox entry from its pieces (only the outer fields
+    quoted, the armored block not copied): every field of the result, the record and the shard's bytes
+    must be those of assembling the message, then :meth:`Processed.mbox` of it."""
+    from engine.mail import samples
+    from engine.mail.pgpmime import NotWrappable, assemble, assemble_parts, prepare
+
+    def wrappable(raw: bytes) -> bool:
+        try:
+            return bool(prepare(raw))
+        except NotWrappable:
+            return False
+
+    raws = SEALED_CASES + [raw for raw in samples.generate(seed=3, count=12) if wrappable(raw)]
+    assert len(raws) > len(SEALED_CASES) + 6
+    armors = [  # as the payload returns it; a CRLF one is converted to the message's line endings
+        b"junk-----BEGIN PGP MESSAGE-----\n\nwcBMA0\n=abcd\n-----END PGP MESSAGE-----\n",
+        b"-----BEGIN PGP MESSAGE-----\r\n\r\nwcBMA0\r\n-----END PGP MESSAGE-----\r\n",
+    ]
+    pieces, reference = [], []
+    for i, raw in enumerate(raws):
+        item = MailItem(i, b"", sep, 10 * i, 'dir/"x".mbox')
+        wrapping, armored = prepare(raw), armors[i % 2]
+        digest = hashlib.sha256(raw).hexdigest()
+        want = Processed.mbox(
+            item, assemble(wrapping, armored, digest), "signed", "encrypted", digest, len(raw), None
+        )
+        parts = assemble_parts(wrapping, armored, digest)
+        got = Processed.sealed(item, parts, "signed", digest, len(raw))
+        assert got == want and list(vars(got)) == list(vars(want)) and pickle.dumps(got) == pickle.dumps(want)
+        split = Processed.sealed(item, parts, "signed", digest, len(raw), joined=False)
+        assert type(split.chunk) is tuple and b"".join(split.chunk) == want.chunk
+        assert {**vars(split), "chunk": want.chunk} == vars(want)
+        pieces.append(split)
+        reference.append(want)
+    assert any(b"\n>From : quoted" in p.chunk for p in reference)  # the quoting case is one
+    from_pieces = to_shard(str(tmp_path / "a"), pieces)
+    from_bytes = to_shard(str(tmp_path / "b"), reference)
+    data = b"".join(p.chunk for p in reference)
+    assert Path(from_pieces[0].shard).read_bytes() == Path(from_bytes[0].shard).read_bytes() == data
+    for a, b in zip(from_pieces, from_bytes, strict=True):
+        assert {**vars(a), "shard": ""} == {**vars(b), "shard": ""}
+
+
+def test_item_bare_equals_with_raw_empty() -> None:
+    item = MailItem(3, b"abc", b"From x\n", 5, "src", "name", "cur", truncated=True)
+    bare, want = item.bare(), item.with_raw(b"")
+    assert bare == want and list(vars(bare)) == list(vars(want)) and pickle.dumps(bare) == pickle.dumps(want)
+    assert item.raw == b"abc" and item.truncated  # the original is untouched
+
+
+def test_item_stored_equals_the_dataclass() -> None:
+    for truncated in (False, True):
+        got = MailItem.stored(4, b"raw", b"From x\n", 7, "src", truncated)
+        want = MailItem(4, b"raw", b"From x\n", 7, "src", truncated=truncated)
+        assert got == want and list(vars(got)) == list(vars(want)) and pickle.dumps(got) == pickle.dumps(want)

@@ -133,7 +133,7 @@ def _prestart(args: argparse.Namespace) -> None:
     if any(spec.lower().startswith(("agent:", "pkcs11:")) for spec in getattr(args, "key", None) or ()):
         return
     from engine.mail import WORKER_MODULES
-    from engine.scheduler.pool import prestart
+    from engine.scheduler.start import prestart
 
     prestart(args.workers, None, WORKER_MODULES)
 
@@ -177,7 +177,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers", type=int, metavar="N", help="worker processes (default: all cores; 1: in-process)"
     )
-    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="messages per task (default 64)")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="messages per task (default 128; 64 with card or token keys)")  # fmt: skip
     p.add_argument("--verify", action="store_true",
                    help="check every message in memory and re-read the output before it is renamed into place")  # fmt: skip
     p.add_argument("--report", metavar="FILE", help="write a JSON report (counts, failures, hashes, rates)")

@@ -27,3 +27,25 @@ class MailItem:
     def with_raw(self, raw: bytes) -> MailItem:
         """The same item (same place, name and separator) carrying other bytes."""
         return replace(self, raw=raw, truncated=False)
+
+    @staticmethod
+    def stored(
+        index: int, raw: bytes, separator_line: bytes, offset: int, source: str, truncated: bool
+    ) -> MailItem:
+        """``MailItem(index, raw, separator_line, offset, source, truncated=truncated)`` (a message read from
+        an mbox), built without the frozen dataclass's ``__init__`` for the worker's hot path."""
+        out = object.__new__(MailItem)
+        out.__dict__.update({
+            "index": index, "raw": raw, "separator_line": separator_line, "offset": offset, "source": source,
+            "name": None, "subdir": None, "truncated": truncated,
+        })  # fmt: skip
+        return out
+
+    def bare(self) -> MailItem:
+        """``self.with_raw(b"")`` (what travels back with a result whose bytes go elsewhere), built without
+        the frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) for the worker's hot path."""
+        out = object.__new__(MailItem)
+        fields = out.__dict__
+        fields.update(self.__dict__)
+        fields["raw"], fields["truncated"] = b"", False
+        return out

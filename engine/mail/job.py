@@ -39,7 +39,7 @@ from engine.mail.crypto import (
 from engine.mail.headers import Head, parse_head
 from engine.mail.item import MailItem
 from engine.mail.mbox import MboxRef, entry, load_refs
-from engine.mail.pgpmime import NotWrappable, Wrapping, assemble, prepare, unwrap, wrap
+from engine.mail.pgpmime import NotWrappable, Wrapping, assemble, assemble_parts, prepare, unwrap, wrap
 from engine.mail.report import Report, Result
 from engine.mail.sinks import ArchiveSink, Processed, partial_of, read_records, to_shard
 from engine.mail.source import Sink, open_sink, open_source, sink_format
@@ -228,6 +228,20 @@ def decrypt_archive(
 # --- journaled runs on the process pool -----------------------------------------------------------
 
 BATCH_BYTES = 8 << 20
+#: Messages per task (fewer once BATCH_BYTES are reached). Each batch costs the parent about 1 ms (task
+#: pickling, result hand-over, one commit: three fsyncs) and a worker its own share (work_batch alone:
+#: 0.29 ms a message at 128, 0.305 at 64); 128 halves those against 64 while the last batch, the only
+#: one a worker may wait for at the end, stays some 40 ms.
+BATCH_SIZE = 128
+#: With card or token keys the card is the bottleneck: smaller batches keep a Ctrl-C (which lets the
+#: batches in flight finish, each waiting on the card) and the journal's steps short.
+CARD_BATCH_SIZE = 64
+#: Batches in flight per worker when neither tasks nor results carry messages (an mbox read by the workers
+#: into shard files: refs out, records back): results are delivered in input order, so a batch that
+#: finished early holds its slot until every earlier one is delivered; at 2 a worker often ran dry
+#: behind one slow batch, 4 keeps it fed. Other runs keep the pool's default (2: their memory; card
+#: runs: a Ctrl-C waits for the batches in flight, and those wait on the card).
+SHARD_DEPTH = 4
 CHECKPOINT_SECONDS = 0.0  # journal every batch (issue 6); a positive value commits at most that often
 ERRORS = ("copied",)
 
@@ -279,14 +293,18 @@ def _work_item(opts: JobOptions, item: MailItem, out_fmt: str) -> Processed:
     return _processed(item, result, out_fmt)
 
 
-def _encrypt_batch(opts: JobOptions, items: Sequence[MailItem], out_fmt: str) -> list[Processed]:
+def _encrypt_batch(
+    opts: JobOptions, items: Sequence[MailItem], out_fmt: str, pieces: bool = False
+) -> list[Processed]:
     """``encrypt`` (without ``--verify``) of a batch: every wrappable message's entity is built first,
     then all of them are encrypted in one call (:meth:`WorkerState.encrypt_many`, which runs several
-    messages' AES-CFB side by side), then each message is assembled. Same output as one by one; a
-    message this path cannot take (parse error, not wrappable, the batch call failed) goes the
-    one-message way, which reports it."""
+    messages' AES-CFB side by side), then each message is assembled (for an mbox sink straight into its
+    mbox entry: :meth:`Processed.sealed`; ``pieces``: left in pieces for :func:`to_shard`). Same output
+    as one by one; a message this path cannot take (parse error, not wrappable, the batch call failed)
+    goes the one-message way, which reports it."""
     plans: list[tuple[Head, MailClass, Wrapping | None] | None] = []
-    for item in items:
+    digests: dict[int, str] = {}  # of each wrapped message, taken while its bytes are in the cache
+    for i, item in enumerate(items):
         try:
             head = parse_head(item.raw)
             cls = classify(item.raw, head)
@@ -298,6 +316,8 @@ def _encrypt_batch(opts: JobOptions, items: Sequence[MailItem], out_fmt: str) ->
         except Exception:  # NotWrappable or worse: the one-message path reports it
             plans.append(None)
             continue
+        if wrapping is not None and out_fmt == "mbox":
+            digests[i] = _sha(item.raw)
         plans.append((head, cls, wrapping))
     todo = {i: plan[2] for i, plan in enumerate(plans) if plan is not None and plan[2] is not None}
     st = current()
@@ -311,6 +331,16 @@ def _encrypt_batch(opts: JobOptions, items: Sequence[MailItem], out_fmt: str) ->
             out.append(_work_item(opts, item, out_fmt))
             continue
         head, cls, wrapping = plan
+        if i in digests:  # wrapped, for an mbox sink: assembled into its entry
+            try:
+                parts = assemble_parts(wrapping, armored[i], digests[i])  # type: ignore[arg-type]
+            except Exception:  # the one-message way below reports it
+                parts = None
+            if parts is not None:
+                out.append(
+                    Processed.sealed(item.bare(), parts, cls.value, digests[i], len(item.raw), not pieces)
+                )
+                continue
         sealed = (wrapping, armored[i]) if wrapping is not None else None
         out.append(
             _processed(item, _encrypt_one(item, cls, st.encrypt, opts.keep_subject, head, sealed), out_fmt)
@@ -321,10 +351,7 @@ def _encrypt_batch(opts: JobOptions, items: Sequence[MailItem], out_fmt: str) ->
 def _processed(item: MailItem, result: Result, out_fmt: str) -> Processed:
     """What goes back to the parent for ``item``'s ``result`` (mbox: built as the sink appends it)."""
     if out_fmt == "mbox":  # the hot path: no intermediate objects, no second hash of the message
-        bare = MailItem(
-            item.index, b"", item.separator_line, item.offset, item.source, item.name, item.subdir
-        )
-        return Processed.mbox(bare, result.raw, result.mail_class, result.outcome, result.sha256,
+        return Processed.mbox(item.bare(), result.raw, result.mail_class, result.outcome, result.sha256,
                               len(item.raw), result.reason)  # fmt: skip
     out = MailItem(
         item.index, result.raw, item.separator_line, item.offset, item.source, item.name, item.subdir
@@ -352,7 +379,7 @@ def work_batch(
     with warnings.catch_warnings():  # as in work_item, once for the batch
         warnings.simplefilter("ignore", ArmorWarning)
         if opts.mode == "encrypt" and not opts.verify:
-            out = _encrypt_batch(opts, items, out_fmt)
+            out = _encrypt_batch(opts, items, out_fmt, pieces=bool(shards))
         else:
             out = [_work_item(opts, item, out_fmt) for item in items]
     return to_shard(shards, out) if shards and out_fmt == "mbox" else out
@@ -432,7 +459,7 @@ def run_job(
     fmt: str | None = None,
     out_fmt: str | None = None,
     workers: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
     report: str | Path | None = None,
@@ -444,8 +471,9 @@ def run_job(
     Results are written in input order into ``DST.partial``; ``DST.journal`` records progress so that
     ``resume=True`` after a crash or kill finishes the same output without redoing (or re-encrypting)
     what is written. With ``opts.verify`` the output is re-read before it is renamed into place.
-    The journal is committed (output, records and journal fsynced) at most every ``checkpoint_seconds``
-    (0: after every batch) and at the end.
+    ``batch_size``: messages per task (default :data:`BATCH_SIZE`; :data:`CARD_BATCH_SIZE` with card or
+    token keys). The journal is committed (output, records and journal fsynced) at most every
+    ``checkpoint_seconds`` (0: after every batch) and at the end.
     Raises :class:`~engine.scheduler.Interrupted` on Ctrl-C (resumable).
     """
     if opts.mode not in (*MODES, "reencrypt"):
@@ -458,12 +486,15 @@ def run_job(
     params = {"opts": {**asdict(opts), "verify": None}, "src": _identity(src), "fmt": source.fmt, "out": fmt_out,
               "recipients": [_sha(c) for c in crypto.recipients], "keys": crypto.keys and crypto.keys.specs}  # fmt: skip
     run = RunReport()
-    pooled = ((os.cpu_count() or 1) if workers is None else workers) > 1
+    n = (os.cpu_count() or 1) if workers is None else workers
+    pooled = n > 1
     shards = str(dst) if pooled and fmt_out == "mbox" else ""  # workers hand their output over in files
     with card_session(crypto) as (crypto, broker):  # card and token keys: one broker for all workers
         # A card starts on the first message at once; the pool's fork server then loads (on the other
         # core) while this process checks the keys and opens the sink during that first operation.
         refs = card_refs(source, crypto, early=not resume)
+        deep = bool(shards) and source.fmt not in ("maildir", "emldir") and broker is None
+        batch_size = batch_size or (BATCH_SIZE if broker is None else CARD_BATCH_SIZE)
         prestart(workers, init_worker, WORKER_MODULES)
         check_config(crypto)
         rep = Report(opts.mode, str(src), str(dst), source.fmt, fmt_out)
@@ -472,7 +503,7 @@ def run_job(
             run_journaled(
                 refs, partial(work_batch, opts, out_fmt=fmt_out, shards=shards), sink, Journal(journal_path), params, resume=resume,
                 progress=progress, report=run, outcome=lambda p: p.outcome, workers=workers,
-                batch_size=batch_size, batch_bytes=BATCH_BYTES, item_size=_size,
+                batch_size=batch_size, batch_bytes=BATCH_BYTES, item_size=_size, max_in_flight=SHARD_DEPTH * n if deep else None,
                 initializer=init_worker, initargs=(crypto,), batched=True, stop_on=_stop_on,
                 checkpoint_every=checkpoint_seconds,
             )  # fmt: skip

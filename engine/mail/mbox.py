@@ -157,7 +157,7 @@ class MboxRef(NamedTuple):
             raw = raw if len(raw) == self.length else None
         if raw is None:
             raise StructuralError("mbox file changed while it was read", self.offset, self.path)
-        return MailItem(self.index, raw, self.sep, self.offset, self.path, truncated=self.truncated)
+        return MailItem.stored(self.index, raw, self.sep, self.offset, self.path, self.truncated)
 
 
 def load_refs(refs: Sequence[MailItem | MboxRef]) -> list[MailItem]:
@@ -165,12 +165,20 @@ def load_refs(refs: Sequence[MailItem | MboxRef]) -> list[MailItem]:
     message), :class:`MailItem` ones as they are."""
     fds: dict[str, int] = {}
     out = []
+    pread_unquoted = _native.kernel("mailpass").pread_unquoted
+    stored = MailItem.stored
     for r in refs:
         if isinstance(r, MboxRef):
             fd = fds.get(r.path)
             if fd is None:
                 fd = fds[r.path] = _fd(r.path)
-            r = r.load(fd)
+            if r.variant != "mboxrd":
+                r = r.load(fd)
+            else:  # MboxRef.load, inlined for the worker's hot path
+                raw = pread_unquoted(fd, r.offset + len(r.sep), r.length)
+                if raw is None:
+                    raise StructuralError("mbox file changed while it was read", r.offset, r.path)
+                r = stored(r.index, raw, r.sep, r.offset, r.path, r.truncated)
         out.append(r)
     return out
 
@@ -327,6 +335,25 @@ def entry(raw: bytes, separator_line: bytes | None = None, unquoted_from: int = 
     )
 
 
+def entry_pieces(
+    outer: bytes, generated: Sequence[bytes | memoryview], separator_line: bytes | None = None
+) -> list[bytes | memoryview]:
+    """``entry(outer + b"".join(generated), separator_line)`` in pieces, not joined (the big ones not
+    copied), for a message whose lines after ``outer`` need no quoting (none starts with ``>`` or
+    ``From ``: the MIME structure and armor of a PGP/MIME wrapper we generated). ``outer`` is empty or
+    ends with a line ending; ``generated`` has at least two pieces, the first a whole line or more, the
+    last one not empty."""
+    sep = separator_line or DEFAULT_SEPARATOR
+    if not sep.startswith(b"From ") or b"\n" in sep[:-1]:
+        raise InvalidArgument("an mbox separator must be one line starting with 'From '")
+    first, last = generated[0], bytes(generated[-1])
+    crlf = last.endswith(b"\r") or eol_of(outer or bytes(first)) == b"\r\n"  # as separator_eol
+    eol = b"\r\n" if crlf else b"\n"
+    sep = sep if sep.endswith(b"\n") else sep + eol
+    head = _native.kernel("mailpass").quote_join(bytes(sep), outer, len(outer), bytes(first))
+    return [head, *generated[1:-1], last + eol]
+
+
 class MboxWriter:
     """Append messages to a binary file as mboxrd: ``From `` and ``>From `` lines get one more ``>``."""
 
@@ -355,6 +382,7 @@ __all__ = [
     "MboxRef",
     "MboxWriter",
     "entry",
+    "entry_pieces",
     "load_refs",
     "quote",
     "read_mbox",

@@ -185,11 +185,20 @@ def prepare(raw: bytes, *, keep_subject: bool = False, head: Head | None = None)
 def assemble(wrapping: Wrapping, armored: bytes, sha256: str) -> bytes:
     """The second half of :func:`wrap`: the PGP/MIME message around ``armored`` (the encrypted entity);
     ``sha256`` (hex digest of the original message) names the MIME boundary."""
+    return b"".join(assemble_parts(wrapping, armored, sha256))
+
+
+def assemble_parts(
+    wrapping: Wrapping, armored: bytes, sha256: str
+) -> tuple[bytes, bytes, bytes | memoryview, bytes]:
+    """:func:`assemble` in four pieces, not joined: ``(outer, top, block, tail)``, where ``outer`` holds
+    the outer fields kept (the only lines that may need mbox quoting) and the rest is what we generated
+    (MIME structure and armor: no line starts with ``From `` or ``>``); ``block`` may be a view."""
     outer, _, eol = wrapping
     block = _block(armored, eol)
     boundary = b"pgpbulk-" + sha256[:32].encode()
     top, tail = _skeleton(eol)
-    return b"".join((*outer, top % (boundary, boundary, boundary), block, tail % boundary))
+    return b"".join(outer), top % (boundary, boundary, boundary), block, tail % boundary
 
 
 def wrap(

@@ -40,7 +40,7 @@ from engine.errors import InvalidArgument
 from engine.mail.emldir import EmlDirWriter
 from engine.mail.item import MailItem
 from engine.mail.maildir import SUBDIRS, MaildirWriter, fix_sizes
-from engine.mail.mbox import MboxWriter
+from engine.mail.mbox import MboxWriter, entry_pieces
 from engine.mail.mbox import entry as mbox_entry
 from engine.mail.pgpmime import MIME_VERSION
 from engine.mail.report import Report
@@ -101,6 +101,34 @@ class Processed:
             "item": item, "mail_class": mail_class, "outcome": outcome, "sha256": sha256, "bytes_in": bytes_in,
             "source": item.source, "offset": item.offset, "reason": reason, "out_sha256": out_sha256,
             "chunk": chunk, "entry": segment_entry(len(chunk), sha), "record": record.encode(), "shard": "", "at": 0,
+        })  # fmt: skip
+
+    @staticmethod
+    def sealed(
+        item: MailItem, parts: tuple[bytes, bytes, bytes | memoryview, bytes], mail_class: str, sha256: str,
+        bytes_in: int, joined: bool = True,
+    ) -> Processed:  # fmt: skip
+        """``Processed.mbox(item, b"".join(parts), mail_class, "encrypted", sha256, bytes_in, None)`` for a
+        message wrapped in PGP/MIME, ``parts`` from :func:`~engine.mail.pgpmime.assemble_parts`: the mbox
+        entry is built from them without joining the message first (only its outer fields are quoted;
+        the rest is ours, see :func:`~engine.mail.mbox.entry_pieces`). Not ``joined``, ``chunk`` is left a
+        tuple of pieces (the big armored block not copied) for :func:`to_shard`, which must follow."""
+        outer, top, block, tail = parts
+        pieces = entry_pieces(outer, (top, block, tail), item.separator_line)
+        h = hashlib.sha256(pieces[0])
+        h.update(pieces[1])
+        h.update(pieces[2])
+        sha = h.digest()
+        w = len(pieces[0]) + len(pieces[1]) + len(pieces[2])
+        record = _RECORD % (
+            item.index, _json(mail_class), '"encrypted"', _json(sha256), '""', bytes_in,
+            len(outer) + len(top) + len(block) + len(tail), _json(item.source), item.offset, "null", w, sha.hex(),
+        )  # as Processed.mbox  # fmt: skip
+        return _built({
+            "item": item, "mail_class": mail_class, "outcome": "encrypted", "sha256": sha256, "bytes_in": bytes_in,
+            "source": item.source, "offset": item.offset, "reason": None, "out_sha256": "",
+            "chunk": b"".join(pieces) if joined else tuple(pieces), "entry": segment_entry(w, sha),
+            "record": record.encode(), "shard": "", "at": 0,
         })  # fmt: skip
 
     def _record(self, name: str | None, out: int) -> dict[str, Any]:
@@ -175,9 +203,18 @@ def to_shard(dst: str, results: list[Processed]) -> list[Processed]:
     the shard into the output (:meth:`ArchiveSink.write_batch`) and hands it back. A shard holds exactly
     the bytes bound for the output (ciphertext, or messages passed unchanged); past a batch's end a
     reused one may hold an earlier batch's, which nothing reads."""
+    chunks: list[bytes | memoryview] = []
+    sizes = []
+    for p in results:  # a chunk left in pieces (:meth:`Processed.sealed`) is written piece by piece
+        if type(p.chunk) is tuple:
+            chunks += p.chunk
+            sizes.append(sum(map(len, p.chunk)))
+        else:
+            chunks.append(p.chunk)
+            sizes.append(len(p.chunk))
     fd, path = _claim_shard(dst)
     try:
-        _write_all(fd, [p.chunk for p in results])
+        _write_all(fd, chunks)
     except BaseException:
         os.close(fd)
         if path in _own_shards[dst]:
@@ -186,13 +223,13 @@ def to_shard(dst: str, results: list[Processed]) -> list[Processed]:
         raise
     os.close(fd)
     out, at = [], 0
-    for p in results:
+    for p, size in zip(results, sizes, strict=True):
         out.append(_built({**p.__dict__, "chunk": b"", "shard": path, "at": at}))
-        at += len(p.chunk)
+        at += size
     return out
 
 
-def _write_all(fd: int, chunks: list[bytes]) -> None:
+def _write_all(fd: int, chunks: list[bytes | memoryview]) -> None:
     for i in range(0, len(chunks), 512):  # writev takes at most IOV_MAX (1024) buffers
         part = chunks[i : i + 512]
         done, total = os.writev(fd, part), sum(map(len, part))
