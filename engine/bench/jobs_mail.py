@@ -39,7 +39,7 @@ from engine.bench.registry import Dataset, DataSpec, Impl, Job, Sweep, cache_dir
 CORES = os.cpu_count() or 1
 SAMPLE, QUICK_SAMPLE = 400, 100  # messages run through the gpg loop
 MEMORY: dict[str, dict[str, float]] = {}  # "encrypt w=2" -> peak RSS in MiB (command, largest worker)
-_CLI = "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
+_CLI = "import sys; from engine.cli import main; sys.exit(main())"  # as the pgpbulk script (argv from sys.argv)
 
 
 def total_bytes(count: int) -> int:
