@@ -170,24 +170,31 @@ cdef Py_ssize_t *_from_lines(const unsigned char *b, Py_ssize_t end, bint quoted
     return found
 
 
+cdef Py_ssize_t _drop_quotes(char *dst, const char *src, Py_ssize_t n, const Py_ssize_t *found,
+                             Py_ssize_t k) noexcept nogil:
+    """Copy ``src[:n]`` to ``dst`` without the ``>`` at each of the ``k`` offsets ``found`` (``dst`` may
+    be ``src``: unquoting in place); returns the length written."""
+    cdef Py_ssize_t i, at = 0, out = 0, seg
+    for i in range(k):
+        seg = found[i] - at
+        memmove(dst + out, src + at, seg)
+        out += seg
+        at = found[i] + 1  # one ">" left out
+    memmove(dst + out, src + at, n - at)
+    return out + n - at
+
+
 def unquote(bytes raw not None) -> bytes:
     """mboxrd: remove one ``>`` from every ``>From `` line; ``raw`` itself when there is none."""
     cdef const unsigned char *b = <const unsigned char *>PyBytes_AS_STRING(raw)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(raw), k = 0, i, src = 0, dst = 0, seg
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(raw), k = 0
     cdef Py_ssize_t *found = _from_lines(b, n, True, &k)
     cdef bytes out
-    cdef char *o
     if k == 0:
         return raw
     try:
         out = PyBytes_FromStringAndSize(NULL, n - k)
-        o = PyBytes_AS_STRING(out)
-        for i in range(k):
-            seg = found[i] - src
-            memcpy(o + dst, b + src, seg)
-            dst += seg
-            src = found[i] + 1  # one ">" left out
-        memcpy(o + dst, b + src, n - src)
+        _drop_quotes(PyBytes_AS_STRING(out), <const char *>b, n, found, k)
         return out
     finally:
         free(found)
@@ -231,7 +238,7 @@ def pread_unquoted(int fd, Py_ssize_t offset, Py_ssize_t length):
     ends before (see the twin). Read straight into the result and unquoted in place: no second copy."""
     cdef bytes out
     cdef char *buf
-    cdef Py_ssize_t got, k = 0, i, src = 0, dst = 0, seg
+    cdef Py_ssize_t got, k = 0
     cdef Py_ssize_t *found
     if length < 0:
         raise ValueError("negative length")
@@ -251,12 +258,7 @@ def pread_unquoted(int fd, Py_ssize_t offset, Py_ssize_t length):
     if k == 0:
         return out
     try:
-        for i in range(k):
-            seg = found[i] - src
-            memmove(buf + dst, buf + src, seg)
-            dst += seg
-            src = found[i] + 1  # one ">" left out
-        memmove(buf + dst, buf + src, length - src)
+        _drop_quotes(buf, buf, length, found, k)
     finally:
         free(found)
     # a fresh object no one else has seen: shrunk in place (its allocation keeps k spare bytes)

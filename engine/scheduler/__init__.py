@@ -10,8 +10,9 @@ this package must not load the pool, the journal, the job loop and the sinks (so
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from engine._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from engine.scheduler.job import Interrupted, Stopped, graceful_interrupt, run_journaled
@@ -41,13 +42,7 @@ _WHERE = {
 }  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"engine.scheduler.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE, globals())
 
 
 __all__ = [
