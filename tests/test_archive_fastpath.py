@@ -83,16 +83,22 @@ def test_shards_are_private_copied_in_order_reused_and_removed(tmp_path: Path) -
     expected = b"".join(p.chunk for b in batches for p in b)
     sharded = [to_shard(str(dst), b) for b in batches]
     shards = [Path(b[0].shard) for b in sharded]  # in the order they were made
-    assert sorted(tmp_path.glob("out.mbox.shard-*")) == sorted(shards) and all(p.stat().st_mode & 0o777 == 0o600 for p in shards)
+    assert sorted(tmp_path.glob("out.mbox.shard-*")) == sorted(shards) and all(
+        p.stat().st_mode & 0o777 == 0o600 for p in shards
+    )
     assert all(not p.chunk and p.shard for b in sharded for p in b)
     sink.write_batch(sharded[0])
     sink.write_batch([*sharded[1][:1], batches[1][1], *sharded[1][2:]])  # a chunk carried inline too
-    assert sorted(tmp_path.glob("out.mbox.shard-*")) == sorted(shards)  # copied and handed back at the checkpoint
+    assert sorted(tmp_path.glob("out.mbox.shard-*")) == sorted(
+        shards
+    )  # copied and handed back at the checkpoint
     offset, digest = sink.checkpoint()
     assert sorted(tmp_path.glob("out.mbox.shard-*")) == sorted(p.with_name(p.name + ".free") for p in shards)
     later = [processed(2)]  # shorter than the first batch: the reused shard keeps an unread old tail
     again = to_shard(str(dst), later)
-    assert again[0].shard == str(shards[0]) and shards[0].stat().st_size == len(b"".join(p.chunk for p in batches[0]))
+    assert again[0].shard == str(shards[0]) and shards[0].stat().st_size == len(
+        b"".join(p.chunk for p in batches[0])
+    )
     assert shards[0].read_bytes().startswith(later[0].chunk) and shards[0].stat().st_mode & 0o777 == 0o600
     sink.write_batch(again)
     offset, digest = sink.checkpoint()
@@ -129,11 +135,15 @@ def _outside_armor(raw: bytes) -> bytes:
     return raw if begin < 0 else raw[:begin] + raw[end:]
 
 
+@pytest.mark.parametrize("verify", [False, True])
 @pytest.mark.parametrize("batch_fails", [False, True])
-def test_batch_encryption_equals_one_by_one(monkeypatch: pytest.MonkeyPatch, batch_fails: bool) -> None:
-    """``encrypt`` encrypts a batch's entities in one call (several CFB chains side by side): every kind
-    of message, LF and CRLF, gets the outcome, record and MIME structure of the one-message path and
-    decrypts to its original; when the batch call fails, each message goes the one-message way."""
+def test_batch_encryption_equals_one_by_one(
+    monkeypatch: pytest.MonkeyPatch, batch_fails: bool, verify: bool
+) -> None:
+    """``encrypt`` encrypts a batch's entities in one call (several CFB chains side by side), with
+    ``--verify`` checking each result as the one-message path does: every kind of message, LF and CRLF,
+    gets the outcome, record and MIME structure of the one-message path and decrypts to its original;
+    when the batch call fails, each message goes the one-message way."""
     from engine.mail import samples
     from engine.mail.item import MailItem
     from engine.mail.job import JobOptions, _work_item, work_batch
@@ -144,9 +154,10 @@ def test_batch_encryption_equals_one_by_one(monkeypatch: pytest.MonkeyPatch, bat
     init_worker(CryptoConfig(recipients=(keygen.export(key.public(), armor=False),)))
     if batch_fails:
         monkeypatch.setattr(type(current()), "encrypt_many", lambda self, entities: 1 / 0)
+        monkeypatch.setattr(type(current()), "encrypt_many_checkable", lambda self, entities: 1 / 0)
     raws = samples.generate(seed=7, count=45)
     items = [MailItem(i, raw, b"From x@y Thu Jan  1 00:00:00 1970\n", 0) for i, raw in enumerate(raws)]
-    opts = JobOptions("encrypt")
+    opts = JobOptions("encrypt", verify=verify)
     batch = work_batch(opts, items, out_fmt="")
     single = [_work_item(opts, item, "") for item in items]
     assert [p.outcome for p in batch].count("encrypted") > 20
@@ -158,6 +169,37 @@ def test_batch_encryption_equals_one_by_one(monkeypatch: pytest.MonkeyPatch, bat
             assert unwrap(b.item.raw, lambda a: message.decrypt(a, provider).plaintext) == item.raw
         else:
             assert b.item.raw == item.raw
+
+
+def test_batch_self_check_catches_a_damaged_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``--verify`` a batch result that does not decrypt back to its original (one byte of its
+    ciphertext changed after encryption) is copied unchanged with "self-check failed"; the rest pass."""
+    from engine.mail.item import MailItem
+    from engine.mail.job import JobOptions, work_batch
+
+    cert = keygen.export(keygen.generate("Alice <alice@example.org>", "ed25519").public(), armor=False)
+    init_worker(CryptoConfig(recipients=(cert,)))
+    real = type(current()).encrypt_many_checkable
+
+    def damage_third(self, entities):  # type: ignore[no-untyped-def]
+        out = real(self, entities)
+        armored, opener = out[2]
+        at = armored.index(b"\n\n") + 300  # inside the base64 of the encrypted data
+        swapped = b"A" if armored[at : at + 1] != b"A" else b"B"
+        out[2] = (armored[:at] + swapped + armored[at + 1 :], opener)
+        return out
+
+    monkeypatch.setattr(type(current()), "encrypt_many_checkable", damage_third)
+    raws = [
+        b"From: a@example.org\nTo: b@example.org\nSubject: %d\n\n" % i + b"body line\n" * 300
+        for i in range(6)
+    ]
+    items = [MailItem(i, raw, b"From x@y Thu Jan  1 00:00:00 1970\n", 0) for i, raw in enumerate(raws)]
+    out = work_batch(JobOptions("encrypt", verify=True), items, out_fmt="")
+    assert [(p.outcome, p.reason) for p in out] == [("encrypted", None)] * 2 + [
+        ("copied", "self-check failed")
+    ] + [("encrypted", None)] * 3
+    assert out[2].item.raw == raws[2]
 
 
 @pytest.mark.parametrize("sharded", [False, True])

@@ -8,6 +8,8 @@ import email.policy
 import re
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from engine.errors import StructuralError
 from engine.mail.pgpmime import NotWrappable, protect, restore, unwrap, wrap
@@ -176,3 +178,26 @@ def test_legacy_protected_headers_param_not_doubled() -> None:
     inner = _inner(wrap(raw, fake_encrypt))
     assert inner.count(b"protected-headers") == 1 and b'hp="cipher"' in inner
     assert restore(inner) == raw
+
+
+@st.composite
+def _delimited(draw: st.DrawFn) -> tuple[bytes, bytes, int]:
+    """Text made mostly of delimiter-like pieces of its boundary: lines starting with ``--B``, ``--B--``,
+    trailing blanks, CRs, LFs and near misses."""
+    boundary = draw(st.lists(st.sampled_from([b"a", b"b", b"-", b"="]), min_size=1, max_size=4).map(b"".join))
+    pieces = [b"--" + boundary, b"\n", b"\r", b" ", b"\t", b"--", b"-", b"x", boundary]
+    raw = b"".join(draw(st.lists(st.sampled_from(pieces), max_size=40)))
+    return raw, boundary, draw(st.integers(0, 12))
+
+
+@settings(max_examples=600, deadline=None)
+@given(case=_delimited())
+@example(case=(b"x\n--a--\t \r\n--a\r--a \n", b"a", 0))
+@example(case=(b"--a\t\n--ab\n-\n--a", b"a", 1))
+def test_delimiter_ends_match_the_rfc2046_regex(case: tuple[bytes, bytes, int]) -> None:
+    """The find-based delimiter scan gives exactly the ends of the multiline regex's matches."""
+    from engine.mail.pgpmime import delimiter_ends
+
+    raw, boundary, start = case
+    delim = re.compile(rb"(?m)^--" + re.escape(boundary) + rb"(--)?[ \t]*\r?$")
+    assert delimiter_ends(raw, boundary, start) == [m.end() for m in delim.finditer(raw, start)]

@@ -106,3 +106,16 @@ def test_appends_from_memory_and_files_checkpoint_and_resume(tmp_path: Path, mod
     f.rewind(position, segments)
     f.close()
     assert out.read_bytes() == expected
+
+
+def test_direct_false_writes_through_the_page_cache(tmp_path: Path) -> None:
+    """``AppendFile(direct=False)`` (an output about to be re-read, ``--verify``) never opens the file
+    with O_DIRECT, and writes the same bytes."""
+    f = AppendFile(tmp_path / "out", segmented=True, direct=False)
+    f.rewind(START)
+    assert f._app is not None and f._app.dfd is None and f._app.buf is None
+    chunks = [b"one\n", b"two" * 3000, b"three\n"]
+    f.write_segments(chunks, [segment_entry(len(c), hashlib.sha256(c).digest()) for c in chunks])
+    offset, _ = f.checkpoint()
+    f.close()
+    assert (tmp_path / "out").read_bytes() == b"".join(chunks) and offset == len(b"".join(chunks))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -190,10 +191,30 @@ class CheckedEncrypt:
         """Decrypt what this made last, with its session key (the data packet in full: MDC or AEAD tags)."""
         if self.session_key is None:
             raise InvalidArgument("no session key to check with")
-        binary = dearmor(armored).data
-        if hashlib.sha256(binary).digest() != self._digest:
-            raise IntegrityError("the message differs from the one encrypted")
-        return message.decrypt(binary, session_key=self.session_key).plaintext
+        return open_checked(armored, self.session_key, self._digest)
+
+    def many(self, plaintexts: Sequence[bytes]) -> list[tuple[bytes, Callable[[bytes], bytes]]]:
+        """Fresh-random :meth:`__call__` of each plaintext, their AES-CFB run side by side
+        (:func:`message.encrypt_many`): ``(armored, open)`` per message, ``open`` as :meth:`open` for it."""
+        if self.derive_from is not None:
+            raise InvalidArgument("derived randomness is one message at a time")
+        cipher = SymmetricAlgorithm.AES256
+        keys = [SessionKey(cipher, os.urandom(cipher.key_size)) for _ in plaintexts]
+        out = []
+        for sk, binary in zip(keys, message.encrypt_many(plaintexts, self.recipients, aead=self.aead,
+                                                         session_keys=keys), strict=True):  # fmt: skip
+            digest = hashlib.sha256(binary).digest()
+            out.append((armor(binary), partial(open_checked, session_key=sk, digest=digest)))
+        return out
+
+
+def open_checked(armored: bytes, session_key: SessionKey, digest: bytes) -> bytes:
+    """The plaintext of ``armored`` decrypted with ``session_key``, after checking that its binary
+    message hashes (SHA-256) to ``digest``: every byte, the PKESKs too, is as it was made."""
+    binary = dearmor(armored).data
+    if hashlib.sha256(binary).digest() != digest:
+        raise IntegrityError("the message differs from the one encrypted")
+    return message.decrypt(binary, session_key=session_key).plaintext
 
 
 class WorkerState:
@@ -219,6 +240,11 @@ class WorkerState:
     def encrypt_checkable(self, plaintext: bytes) -> bytes:
         """Like :meth:`encrypt`, checkable in memory by :meth:`open_with_last_key` (:class:`CheckedEncrypt`)."""
         return self._checked(plaintext)
+
+    def encrypt_many_checkable(self, plaintexts: Sequence[bytes]) -> list[tuple[bytes, Callable[[bytes], bytes]]]:
+        """``(armored, open)`` for each plaintext: :meth:`encrypt_many` whose results ``open`` checks and
+        decrypts in memory, as :meth:`open_with_last_key` does for :meth:`encrypt_checkable`."""
+        return self._checked.many(plaintexts)
 
     def open_with_last_key(self, armored: bytes) -> bytes:
         """Decrypt what :meth:`encrypt_checkable` produced last with its session key, after checking that

@@ -16,7 +16,7 @@ import hashlib
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -38,7 +38,7 @@ from engine.mail.crypto import (
 )
 from engine.mail.headers import Head, parse_head
 from engine.mail.item import MailItem
-from engine.mail.mbox import MboxRef, entry, load_refs
+from engine.mail.mbox import MboxRef, entry, load_refs, scan_mbox
 from engine.mail.pgpmime import NotWrappable, Wrapping, assemble, assemble_parts, prepare, unwrap, wrap
 from engine.mail.report import Report, Result
 from engine.mail.sinks import ArchiveSink, Processed, partial_of, read_records, to_shard
@@ -263,12 +263,7 @@ def encrypt_checked(item: MailItem, cls: MailClass, opts: JobOptions, head: Head
     payload = st.encrypt_checkable if opts.verify else st.encrypt
     result = _encrypt_one(item, cls, payload, opts.keep_subject, head)
     if opts.verify and result.outcome == "encrypted":
-        try:
-            ok = _sha(unwrap(result.raw, st.open_with_last_key)) == result.sha256
-        except Exception:
-            ok = False
-        if not ok:
-            return Result(item.index, cls.value, "copied", item.raw, result.sha256, "self-check failed")
+        return _self_checked(item, cls, result, st.open_with_last_key)
     return result
 
 
@@ -296,12 +291,13 @@ def _work_item(opts: JobOptions, item: MailItem, out_fmt: str) -> Processed:
 def _encrypt_batch(
     opts: JobOptions, items: Sequence[MailItem], out_fmt: str, pieces: bool = False
 ) -> list[Processed]:
-    """``encrypt`` (without ``--verify``) of a batch: every wrappable message's entity is built first,
-    then all of them are encrypted in one call (:meth:`WorkerState.encrypt_many`, which runs several
-    messages' AES-CFB side by side), then each message is assembled (for an mbox sink straight into its
-    mbox entry: :meth:`Processed.sealed`; ``pieces``: left in pieces for :func:`to_shard`). Same output
-    as one by one; a message this path cannot take (parse error, not wrappable, the batch call failed)
-    goes the one-message way, which reports it."""
+    """``encrypt`` of a batch: every wrappable message's entity is built first, then all of them are
+    encrypted in one call (:meth:`WorkerState.encrypt_many`, which runs several messages' AES-CFB side
+    by side), then each message is assembled (for an mbox sink straight into its mbox entry:
+    :meth:`Processed.sealed`; ``pieces``: left in pieces for :func:`to_shard`). With ``verify`` each
+    whole result is then checked as :func:`encrypt_checked` does (``encrypt_many_checkable``). Same
+    output as one by one; a message this path cannot take (parse error, not wrappable, the batch call
+    failed) goes the one-message way, which reports it."""
     plans: list[tuple[Head, MailClass, Wrapping | None] | None] = []
     digests: dict[int, str] = {}  # of each wrapped message, taken while its bytes are in the cache
     for i, item in enumerate(items):
@@ -316,13 +312,20 @@ def _encrypt_batch(
         except Exception:  # NotWrappable or worse: the one-message path reports it
             plans.append(None)
             continue
-        if wrapping is not None and out_fmt == "mbox":
+        if wrapping is not None and out_fmt == "mbox" and not opts.verify:
             digests[i] = _sha(item.raw)
         plans.append((head, cls, wrapping))
     todo = {i: plan[2] for i, plan in enumerate(plans) if plan is not None and plan[2] is not None}
     st = current()
+    openers: dict[int, Callable[[bytes], bytes]] = {}
     try:
-        armored = dict(zip(todo, st.encrypt_many([w.entity for w in todo.values()]), strict=True))
+        entities = [w.entity for w in todo.values()]
+        if opts.verify:
+            checkable = dict(zip(todo, st.encrypt_many_checkable(entities), strict=True))
+            armored = {i: a for i, (a, _) in checkable.items()}
+            openers = {i: o for i, (_, o) in checkable.items()}
+        else:
+            armored = dict(zip(todo, st.encrypt_many(entities), strict=True))
     except Exception:  # e.g. one entity the cipher refuses: let each message fail (or not) on its own
         armored = {}
     out = []
@@ -342,10 +345,21 @@ def _encrypt_batch(
                 )
                 continue
         sealed = (wrapping, armored[i]) if wrapping is not None else None
-        out.append(
-            _processed(item, _encrypt_one(item, cls, st.encrypt, opts.keep_subject, head, sealed), out_fmt)
-        )
+        result = _encrypt_one(item, cls, st.encrypt, opts.keep_subject, head, sealed)
+        if i in openers and result.outcome == "encrypted":
+            result = _self_checked(item, cls, result, openers[i])
+        out.append(_processed(item, result, out_fmt))
     return out
+
+
+def _self_checked(item: MailItem, cls: MailClass, result: Result, opener: Callable[[bytes], bytes]) -> Result:
+    """``result`` when its message decrypts (with ``opener``: its own session key) back to the original,
+    else the original copied unchanged with the reason "self-check failed"."""
+    try:
+        ok = _sha(unwrap(result.raw, opener)) == result.sha256
+    except Exception:
+        ok = False
+    return result if ok else Result(item.index, cls.value, "copied", item.raw, result.sha256, "self-check failed")
 
 
 def _processed(item: MailItem, result: Result, out_fmt: str) -> Processed:
@@ -378,7 +392,7 @@ def work_batch(
     current().prefetch([item.raw for item in items])
     with warnings.catch_warnings():  # as in work_item, once for the batch
         warnings.simplefilter("ignore", ArmorWarning)
-        if opts.mode == "encrypt" and not opts.verify:
+        if opts.mode == "encrypt":
             out = _encrypt_batch(opts, items, out_fmt, pieces=bool(shards))
         else:
             out = [_work_item(opts, item, out_fmt) for item in items]
@@ -412,12 +426,37 @@ def _identity(path: Path) -> dict[str, object]:
             "mtime_ns": [s.st_mtime_ns for s in stats]}  # fmt: skip
 
 
+def _stored_mbox_hashes(path: Path) -> Iterator[tuple[MboxRef, str]]:
+    """Each message of an mbox file as a reader splits it (:func:`scan_mbox`) with the SHA-256 of its
+    whole stored entry: from its separator line to the next one (or the end of the file), read in one
+    ``pread`` each (memory bounded by the largest message)."""
+    refs = scan_mbox(path, "mboxrd")
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        current_ref = next(refs, None)
+        while current_ref is not None:
+            following = next(refs, None)
+            end = size if following is None else following.offset
+            yield current_ref, hashlib.sha256(os.pread(fd, end - current_ref.offset, current_ref.offset)).hexdigest()
+            current_ref = following
+    finally:
+        os.close(fd)
+
+
 def verify_output(path: Path, fmt: str, records: list[dict[str, object]]) -> dict[str, object]:
     """Re-read a written archive: every message once, in order, with the bytes the workers produced
-    (``out_sha256``, or for an mbox record with ``wsha`` the hash of the message as stored)."""
+    (``out_sha256``, or for an mbox record with ``wsha`` the hash of the message's entry as stored:
+    the bytes between the boundaries an independent scan of the file finds)."""
     by_name = {r["name"]: r for r in records} if fmt != "mbox" else {}
     mismatches: list[int] = []
     count = 0
+    if fmt == "mbox" and all(r.get("wsha") for r in records):
+        for ref, stored in _stored_mbox_hashes(path):
+            if ref.index >= len(records) or stored != records[ref.index]["wsha"]:
+                mismatches.append(ref.index)
+            count += 1
+        return _verdict(records, count, mismatches)
     for item in open_source(path, "mboxrd" if fmt == "mbox" else fmt):
         rec = records[item.index] if fmt == "mbox" and item.index < len(records) else by_name.get(item.name)
         if rec is None or (
@@ -427,6 +466,10 @@ def verify_output(path: Path, fmt: str, records: list[dict[str, object]]) -> dic
         ):
             mismatches.append(item.index)
         count += 1
+    return _verdict(records, count, mismatches)
+
+
+def _verdict(records: list[dict[str, object]], count: int, mismatches: list[int]) -> dict[str, object]:
     self_check = [int(r["i"]) for r in records if r["reason"] == "self-check failed"]  # type: ignore[call-overload]
     ok = count == len(records) and not mismatches and not self_check
     return {"checked": count, "expected": len(records), "mismatches": mismatches,
@@ -498,7 +541,8 @@ def run_job(
         prestart(workers, init_worker, WORKER_MODULES)
         check_config(crypto)
         rep = Report(opts.mode, str(src), str(dst), source.fmt, fmt_out)
-        sink = ArchiveSink(dst, fmt_out, overwrite=overwrite, report=rep)  # counts as it writes
+        # counts as it writes; with --verify the output stays in the page cache for the re-read
+        sink = ArchiveSink(dst, fmt_out, overwrite=overwrite, report=rep, direct=not opts.verify)
         try:
             run_journaled(
                 refs, partial(work_batch, opts, out_fmt=fmt_out, shards=shards), sink, Journal(journal_path), params, resume=resume,

@@ -257,14 +257,35 @@ def armored_span(raw: bytes) -> tuple[int, int, int]:
         raise NotWrappable("not a PGP/MIME encrypted message")
     if not params.get("boundary"):
         raise NotWrappable("multipart/encrypted without a boundary")
-    delim = re.compile(rb"(?m)^--" + re.escape(params["boundary"].encode("latin-1")) + rb"(--)?[ \t]*\r?$")
-    starts = [m.end() for m in delim.finditer(raw, body_start)]
+    starts = delimiter_ends(raw, params["boundary"].encode("latin-1"), body_start)
     if len(starts) < 3:
         raise NotWrappable("PGP/MIME message without its encrypted part")
     begin, end = raw.find(_BEGIN, starts[1], starts[2]), raw.rfind(_END, starts[1], starts[2])
     if begin < 0 or end < begin:
         raise NotWrappable("encrypted part holds no armored OpenPGP message")
     return begin, end + len(_END), header_end
+
+
+def delimiter_ends(raw: bytes, boundary: bytes, start: int = 0) -> list[int]:
+    """Where each boundary delimiter line from ``start`` on ends (before its LF): ``--BOUNDARY`` or
+    ``--BOUNDARY--`` at a line start, then only spaces and tabs, an optional CR and the line end, the
+    matches of ``(?m)^--BOUNDARY(--)?[ \t]*\r?$``. Found with ``bytes.find``: a regex per boundary
+    (unique per message) would be compiled again for every message and scan every line."""
+    needle, n, ends = b"--" + boundary, len(raw), []
+    i = raw.find(needle, start)
+    while i >= 0:
+        if i == 0 or raw[i - 1] == 0x0A:
+            k = i + len(needle)
+            if raw.startswith(b"--", k):
+                k += 2
+            while k < n and raw[k] in (0x20, 0x09):
+                k += 1
+            if k < n and raw[k] == 0x0D:
+                k += 1
+            if k == n or raw[k] == 0x0A:
+                ends.append(k)
+        i = raw.find(needle, i + 1)
+    return ends
 
 
 def _encrypted_part(raw: bytes) -> tuple[bytes, int]:

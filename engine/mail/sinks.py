@@ -283,9 +283,13 @@ class ArchiveSink:
 
     With a ``report`` (a fresh one), every message kept on rewind and every one written is counted in
     it, in order, as its record says: the job's report without reading the records back
-    (:attr:`counted` tells that this happened: a run found finished on resume never rewinds)."""
+    (:attr:`counted` tells that this happened: a run found finished on resume never rewinds).
+    ``direct=False`` keeps an mbox's output in the page cache (no O_DIRECT appends): for a run that
+    re-reads it at once (``--verify``), which would otherwise read it all back from the disk."""
 
-    def __init__(self, dst: str | Path, fmt: str, *, overwrite: bool = False, report: Report | None = None) -> None:
+    def __init__(
+        self, dst: str | Path, fmt: str, *, overwrite: bool = False, report: Report | None = None, direct: bool = True
+    ) -> None:
         self.path = Path(dst)
         self.report = report
         self.counted = False
@@ -293,6 +297,7 @@ class ArchiveSink:
         if self.fmt not in ("mbox", "maildir", "emldir"):
             raise InvalidArgument(f"cannot write format {fmt!r}")
         self.overwrite = overwrite
+        self._direct = direct
         self.partial = partial_of(self.path)
         self.records = records_of(self.path)
         self._stamp = int(time.time())
@@ -325,7 +330,7 @@ class ArchiveSink:
         if self.fmt == "mbox":
             if fresh:
                 os.close(os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            self._file = AppendFile(self.partial, segmented=True)
+            self._file = AppendFile(self.partial, segmented=True, direct=self._direct)
             try:
                 segments = [(int(r["w"]), bytes.fromhex(r["wsha"])) for r in kept]
             except (KeyError, TypeError, ValueError):

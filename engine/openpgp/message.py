@@ -344,19 +344,32 @@ def encrypt_many(
     armor: bool = False,
     aead: bool | None = None,
     cipher: SymmetricAlgorithm = SymmetricAlgorithm.AES256,
+    session_keys: Sequence[SessionKey] | None = None,
 ) -> list[bytes]:
     """``[encrypt(p, recipients, armor=armor, aead=aead, cipher=cipher) for p in plaintexts]``, faster.
 
     Each message gets its own session key, PKESKs and prefix, as with :func:`encrypt` (binary literal
     data, no file name, no compression). SEIPD v1 with AES, the usual case for mail, runs the
-    messages' CFB chains side by side in the native kernel (:func:`seipd.seal_v1_many`)."""
+    messages' CFB chains side by side in the native kernel (:func:`seipd.seal_v1_many`).
+    ``session_keys``: one per message, chosen by the caller (e.g. to check each result in memory),
+    as ``encrypt``'s ``session_key``; never reuse one."""
     rcpts = resolve_recipients(recipients)
+    keys: Sequence[SessionKey | None] = [None] * len(plaintexts) if session_keys is None else session_keys
+    if len(keys) != len(plaintexts):
+        raise InvalidArgument("encrypt_many needs one session key per plaintext")
     if _choose_aead(rcpts, aead) or not cipher.is_aes:
-        return [encrypt(p, rcpts, armor=armor, aead=aead, cipher=cipher) for p in plaintexts]
+        return [
+            encrypt(p, rcpts, armor=armor, aead=aead, cipher=cipher, session_key=k)
+            for p, k in zip(plaintexts, keys, strict=True)
+        ]
     literal = literal_header(format_octet("b"), b"", 0)
     items = []
-    for plaintext in plaintexts:
-        sk = SessionKey(cipher, os.urandom(cipher.key_size))
+    for plaintext, chosen in zip(plaintexts, keys, strict=True):
+        if chosen is not None and (
+            chosen.algorithm not in (None, cipher) or len(chosen.key) != cipher.key_size
+        ):
+            raise InvalidArgument(f"the session key does not fit {cipher.name}")
+        sk = SessionKey(cipher, os.urandom(cipher.key_size) if chosen is None else chosen.key)
         head = packet_header(PacketTag.LITERAL, len(literal) + len(plaintext)) + literal
         size = 1 + cipher.block_size + 2 + len(head) + len(plaintext) + 22  # as in encrypt
         lead = session_key_packets(rcpts, sk, 3) + packet_header(PacketTag.SEIPD, size)

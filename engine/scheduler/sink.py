@@ -97,13 +97,13 @@ class _Appender:
     coherent), so the file's length is always the bytes appended. Without ``O_DIRECT`` (tmpfs, other
     systems, or a direct write refused) bytes go through the page cache, files are copied in the kernel."""
 
-    def __init__(self, fd: int, path: Path, end: int) -> None:
+    def __init__(self, fd: int, path: Path, end: int, direct: bool = True) -> None:
         self.fd = fd  # the file, opened for buffered reads and writes
         self.base = end - end % _ALIGN  # file offset of the staging buffer's first byte
         self.staged = 0  # bytes in the staging buffer (from ``base``)
         self.buf: mmap.mmap | None = None
         self.dfd: int | None = None
-        flag = getattr(os, "O_DIRECT", 0)
+        flag = getattr(os, "O_DIRECT", 0) if direct else 0
         try:
             self.dfd = os.open(path, os.O_WRONLY | flag | getattr(os, "O_CLOEXEC", 0)) if flag else None
         except OSError:
@@ -220,9 +220,10 @@ class AppendFile:
 
     A segmented file appends through an :class:`_Appender` (direct writes where the file system allows)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, segmented: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, segmented: bool = False, direct: bool = True) -> None:
         self.path = Path(path)
         self.segmented = segmented
+        self.direct = direct  # a segmented file may bypass the page cache (False: it is read back soon)
         self._file: BinaryIO | None = None
         self._app: _Appender | None = None  # a segmented file's writer
         self._hash = hashlib.sha256()
@@ -350,7 +351,7 @@ class AppendFile:
             f.seek(position.offset)
             f.flush()
             os.fsync(f.fileno())
-            self._app = _Appender(f.fileno(), self.path, position.offset)
+            self._app = _Appender(f.fileno(), self.path, position.offset, self.direct)
         except BaseException:
             f.close()
             raise
