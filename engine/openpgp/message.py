@@ -281,6 +281,15 @@ def _fresh_random(_recipient: Recipient) -> RandomBytes:
     return os.urandom
 
 
+def _session_key(cipher: SymmetricAlgorithm, chosen: SessionKey | None, random_bytes: RandomBytes) -> SessionKey:
+    """``chosen`` (checked to fit ``cipher``) with ``cipher`` set, or a fresh one from ``random_bytes``."""
+    if chosen is None:
+        return SessionKey(cipher, random_bytes(cipher.key_size))
+    if chosen.algorithm not in (None, cipher) or len(chosen.key) != cipher.key_size:
+        raise InvalidArgument(f"the session key does not fit {cipher.name}")
+    return SessionKey(cipher, chosen.key)
+
+
 def encrypt(
     plaintext: bytes,
     recipients: Sequence[Any],
@@ -313,12 +322,7 @@ def encrypt(
         plaintext = read_all(plaintext)
     rcpts = resolve_recipients(recipients)
     use_aead = _choose_aead(rcpts, aead)
-    if session_key is None:
-        sk = SessionKey(cipher, random_bytes(cipher.key_size))
-    elif session_key.algorithm not in (None, cipher) or len(session_key.key) != cipher.key_size:
-        raise InvalidArgument(f"the session key does not fit {cipher.name}")
-    else:
-        sk = SessionKey(cipher, session_key.key)
+    sk = _session_key(cipher, session_key, random_bytes)
     head = literal_header(format_octet(literal_format), filename, date)
     head = packet_header(PacketTag.LITERAL, len(head) + len(plaintext)) + head
     if compress:
@@ -365,11 +369,7 @@ def encrypt_many(
     literal = literal_header(format_octet("b"), b"", 0)
     items = []
     for plaintext, chosen in zip(plaintexts, keys, strict=True):
-        if chosen is not None and (
-            chosen.algorithm not in (None, cipher) or len(chosen.key) != cipher.key_size
-        ):
-            raise InvalidArgument(f"the session key does not fit {cipher.name}")
-        sk = SessionKey(cipher, os.urandom(cipher.key_size) if chosen is None else chosen.key)
+        sk = _session_key(cipher, chosen, os.urandom)
         head = packet_header(PacketTag.LITERAL, len(literal) + len(plaintext)) + literal
         size = 1 + cipher.block_size + 2 + len(head) + len(plaintext) + 22  # as in encrypt
         lead = session_key_packets(rcpts, sk, 3) + packet_header(PacketTag.SEIPD, size)
