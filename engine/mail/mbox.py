@@ -165,20 +165,12 @@ def load_refs(refs: Sequence[MailItem | MboxRef]) -> list[MailItem]:
     message), :class:`MailItem` ones as they are."""
     fds: dict[str, int] = {}
     out = []
-    pread_unquoted = _native.kernel("mailpass").pread_unquoted
-    stored = MailItem.stored
     for r in refs:
         if isinstance(r, MboxRef):
             fd = fds.get(r.path)
             if fd is None:
                 fd = fds[r.path] = _fd(r.path)
-            if r.variant != "mboxrd":
-                r = r.load(fd)
-            else:  # MboxRef.load, inlined for the worker's hot path
-                raw = pread_unquoted(fd, r.offset + len(r.sep), r.length)
-                if raw is None:
-                    raise StructuralError("mbox file changed while it was read", r.offset, r.path)
-                r = stored(r.index, raw, r.sep, r.offset, r.path, r.truncated)
+            r = r.load(fd)
         out.append(r)
     return out
 
@@ -316,17 +308,22 @@ def separator_eol(raw: bytes) -> bytes:
     return b"\r\n" if raw.endswith(b"\r") or eol_of(raw) == b"\r\n" else b"\n"
 
 
+def _separator(separator_line: bytes | None, eol: bytes) -> bytes:
+    """The ``From `` line an entry starts with (a neutral one when there is none), with its line ending."""
+    sep = separator_line or DEFAULT_SEPARATOR
+    if not sep.startswith(b"From ") or b"\n" in sep[:-1]:
+        raise InvalidArgument("an mbox separator must be one line starting with 'From '")
+    return sep if sep.endswith(b"\n") else sep + eol
+
+
 def entry(raw: bytes, separator_line: bytes | None = None, unquoted_from: int = -1) -> bytes:
     """One message as mboxrd stores it: its ``From `` line (a neutral one when it has none), the quoted
     bytes and the separator's line ending; what :class:`MboxWriter` appends (a worker can build it).
 
     ``unquoted_from`` (a line start) says that no line from there on needs quoting, so only the bytes
     before it are looked at (a message this program generated: a PGP/MIME wrapper after its header)."""
-    sep = separator_line or DEFAULT_SEPARATOR
-    if not sep.startswith(b"From ") or b"\n" in sep[:-1]:
-        raise InvalidArgument("an mbox separator must be one line starting with 'From '")
     eol = separator_eol(raw)
-    sep = sep if sep.endswith(b"\n") else sep + eol
+    sep = _separator(separator_line, eol)
     raw = raw if type(raw) is bytes else bytes(raw)
     generated = unquoted_from > 0 and raw[unquoted_from - 1 : unquoted_from] == b"\n"
     # one copy: the separator, the quoted lines, the rest as it is, the line ending
@@ -343,13 +340,10 @@ def entry_pieces(
     ``From ``: the MIME structure and armor of a PGP/MIME wrapper we generated). ``outer`` is empty or
     ends with a line ending; ``generated`` has at least two pieces, the first a whole line or more, the
     last one not empty."""
-    sep = separator_line or DEFAULT_SEPARATOR
-    if not sep.startswith(b"From ") or b"\n" in sep[:-1]:
-        raise InvalidArgument("an mbox separator must be one line starting with 'From '")
     first, last = generated[0], bytes(generated[-1])
     crlf = last.endswith(b"\r") or eol_of(outer or bytes(first)) == b"\r\n"  # as separator_eol
     eol = b"\r\n" if crlf else b"\n"
-    sep = sep if sep.endswith(b"\n") else sep + eol
+    sep = _separator(separator_line, eol)
     head = _native.kernel("mailpass").quote_join(bytes(sep), outer, len(outer), bytes(first))
     return [head, *generated[1:-1], last + eol]
 
