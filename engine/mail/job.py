@@ -367,11 +367,8 @@ def _processed(item: MailItem, result: Result, out_fmt: str) -> Processed:
     if out_fmt == "mbox":  # the hot path: no intermediate objects, no second hash of the message
         return Processed.mbox(item.bare(), result.raw, result.mail_class, result.outcome, result.sha256,
                               len(item.raw), result.reason)  # fmt: skip
-    out = MailItem(
-        item.index, result.raw, item.separator_line, item.offset, item.source, item.name, item.subdir
-    )
     return Processed(
-        out, result.mail_class, result.outcome, result.sha256, len(item.raw), item.source, item.offset,
+        item.with_raw(result.raw), result.mail_class, result.outcome, result.sha256, len(item.raw), item.source, item.offset,
         result.reason, _sha(result.raw),
     )  # fmt: skip
 

@@ -77,9 +77,8 @@ class Processed:
         """This result ready for an mbox sink (done in the worker)."""
         i = self.item
         return Processed.mbox(
-            MailItem(i.index, b"", i.separator_line, i.offset, i.source, i.name, i.subdir),
-            i.raw, self.mail_class, self.outcome, self.sha256, self.bytes_in, self.reason, self.out_sha256,
-        )  # fmt: skip
+            i.bare(), i.raw, self.mail_class, self.outcome, self.sha256, self.bytes_in, self.reason, self.out_sha256
+        )
 
     @staticmethod
     def mbox(
