@@ -173,3 +173,19 @@ def test_sed_legacy_decrypts() -> None:
     assert seipd.open_sed(key, AES128, body) == data
     with pytest.raises(IntegrityError):
         seipd.open_sed(os.urandom(16), AES128, body)
+
+
+def test_seal_v1_many_equals_seal_v1_and_takes_aes_only() -> None:
+    from engine.errors import InvalidArgument, UnsupportedAlgorithm
+    from engine.openpgp.constants import SymmetricAlgorithm as S
+
+    items = [
+        (os.urandom(c.key_size), c, os.urandom(n), b"head", b"lead", os.urandom(16))
+        for c, n in ((S.AES128, 0), (S.AES256, 17), (S.AES192, 5000), (S.AES256, 16))
+    ]
+    expected = [seipd.seal_v1(k, c, p, h, ld, lambda _n, pre=pre: pre) for k, c, p, h, ld, pre in items]
+    assert seipd.seal_v1_many(items) == expected
+    with pytest.raises(UnsupportedAlgorithm):
+        seipd.seal_v1_many([(os.urandom(32), S.CAMELLIA256, b"x", b"", b"", os.urandom(16))])
+    with pytest.raises(InvalidArgument):
+        seipd.seal_v1_many([(os.urandom(24), S.AES256, b"x", b"", b"", os.urandom(16))])

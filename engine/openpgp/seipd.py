@@ -114,17 +114,16 @@ def seal_v1(
 
 
 def seal_v1_many(items: Sequence[tuple[bytes, SymmetricAlgorithm, bytes, bytes, bytes, bytes]]) -> list[bytes]:
-    """:func:`seal_v1` of every ``(key, cipher, plaintext, head, lead, prefix)``, same bytes; ``prefix``
-    is the random block-size prefix. With AES the messages are encrypted side by side (the native
-    kernel interleaves their CFB chains), otherwise one by one."""
-    if all(cipher.is_aes and len(key) == cipher.key_size for key, cipher, *_ in items):
-        return kernel("pgpcrypto").cfb_encrypt_mdc_many(
-            [(key, prefix, plaintext, head, lead) for key, _, plaintext, head, lead, prefix in items]
-        )
-    return [
-        seal_v1(key, cipher, plaintext, head, lead, lambda _n, p=prefix: p)
-        for key, cipher, plaintext, head, lead, prefix in items
-    ]
+    """:func:`seal_v1` of every ``(key, cipher, plaintext, head, lead, prefix)`` with an AES cipher, same
+    bytes; ``prefix`` is the random 16-octet prefix. The messages are encrypted side by side (the native
+    kernel interleaves their CFB chains); other ciphers go message by message through :func:`seal_v1`."""
+    for key, cipher, *_ in items:
+        if not cipher.is_aes:
+            raise UnsupportedAlgorithm(f"seal_v1_many takes AES only, not {cipher.name}")
+        check_key(cipher, key)
+    return kernel("pgpcrypto").cfb_encrypt_mdc_many(
+        [(key, prefix, plaintext, head, lead) for key, _, plaintext, head, lead, prefix in items]
+    )
 
 
 class V1Decryptor:
