@@ -1,4 +1,4 @@
-"""Pure-Python twin of ``engine._pgpcrypto_c``: AES key wrap and AES-CFB with the SEIPD v1 MDC.
+"""Pure-Python twin of ``engine._pgpcrypto_c``: AES key wrap, AES-CFB with the SEIPD v1 MDC, ECDH PKESKs.
 
 Same names, arguments, results and errors (ValueError) as the native kernel, built on `cryptography`
 and hashlib; the tests run every case on both. AES only: the key size picks AES-128/192/256.
@@ -82,6 +82,78 @@ def aes_key_unwrap(kek: Any, wrapped: Any) -> bytes:
     if not hmac.compare_digest(a, _IV):
         raise ValueError("AES key unwrap: integrity check failed")
     return b"".join(r)
+
+
+# --- legacy ECDH PKESKs on Curve25519 (RFC 9580 section 11.5) ----------------------------------------
+
+_KDF_HASHES = {8: hashlib.sha256, 9: hashlib.sha384, 10: hashlib.sha512}
+
+
+def _pkesk_header(length: int) -> bytes:
+    """New-format header of a PKESK (tag 1) body of ``length`` octets (< 8384)."""
+    if length < 192:
+        return bytes((0xC1, length))
+    return bytes((0xC1, ((length - 192) >> 8) + 192, (length - 192) & 0xFF))
+
+
+def _ecdh25519_pkesk(
+    recipient: bytes, param: bytes, head: bytes, kdf_hash: int, kek_size: int, cipher: int | None, key: bytes,
+    secret: bytes,
+) -> bytes:  # fmt: skip
+    from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
+
+    if len(secret) != 32:
+        raise ValueError("an X25519 ephemeral secret is 32 octets")
+    if not 1 <= len(key) <= 200:
+        raise ValueError("session key size out of range")
+    try:
+        shared = crypto_scalarmult(secret, recipient)
+    except Exception:  # nacl.exceptions.RuntimeError: the all-zero output of a low-order point
+        raise ValueError("X25519 key agreement failed: all-zero shared secret") from None
+    kek = _KDF_HASHES[kdf_hash](b"\x00\x00\x00\x01" + shared + param).digest()[:kek_size]
+    frame = (b"" if cipher is None else bytes((cipher,))) + key + (sum(key) & 0xFFFF).to_bytes(2, "big")
+    pad = 8 - len(frame) % 8
+    wrapped = aes_key_wrap(kek, frame + bytes((pad,)) * pad)
+    body = head + b"\x01\x07\x40" + crypto_scalarmult_base(secret) + bytes((len(wrapped),)) + wrapped
+    return _pkesk_header(len(body)) + body
+
+
+def ecdh25519_pkesks(
+    recipient: Any,
+    param: Any,
+    head: Any,
+    kdf_hash: int,
+    kek_size: int,
+    cipher: int | None,
+    keys: Any,
+    secrets: Any,
+) -> list[bytes]:
+    """One PKESK packet of legacy ECDH on Curve25519 (RFC 9580 section 11.5) per session key of ``keys``.
+
+    Each with its own ephemeral X25519 secret from ``secrets`` (32 octets each, one per key) agreed
+    with ``recipient`` (its raw 32-octet public key); the KEK is ``Hash(00 00 00 01 || Z || param)``
+    (``kdf_hash``: 8, 9 or 10 for SHA-256/384/512) cut to ``kek_size`` octets; the wrapped frame is
+    ``[cipher] key checksum`` PKCS#5-padded (``cipher`` None: no cipher octet, as in a v6 PKESK).
+    ``head`` is the packet body up to its algorithm octet. ValueError on bad sizes or a low-order
+    ``recipient`` (an all-zero shared secret)."""
+    recipient, param, head = _bytes(recipient), _bytes(param), _bytes(head)
+    keys, secrets = [_bytes(k) for k in keys], [_bytes(s) for s in secrets]
+    if len(recipient) != 32:
+        raise ValueError("an X25519 public key is 32 octets")
+    if len(keys) != len(secrets):
+        raise ValueError("one ephemeral secret per session key")
+    if (
+        kdf_hash not in _KDF_HASHES
+        or kek_size not in (16, 24, 32)
+        or (cipher is not None and not 0 <= cipher <= 255)
+    ):
+        raise ValueError("unsupported ECDH KDF hash, key-wrap key size or cipher")
+    if len(param) > 256 or len(head) > 64:
+        raise ValueError("ECDH parameter string or PKESK head too long")
+    return [
+        _ecdh25519_pkesk(recipient, param, head, kdf_hash, kek_size, cipher, k, s)
+        for k, s in zip(keys, secrets, strict=True)
+    ]
 
 
 # --- CFB with MDC (SEIPD v1, RFC 9580 section 5.13.1) ---------------------------------------------------

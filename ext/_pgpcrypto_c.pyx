@@ -1,15 +1,17 @@
 """Native OpenPGP symmetric kernel on OpenSSL's libcrypto (twin: ``engine._pgpcrypto_py``).
 
 AES key wrap (RFC 3394) and AES-CFB with the SEIPD v1 MDC (RFC 9580 section 5.13.1), the SHA-1 and the
-cipher run over the same 16 KiB piece while it is in cache. Results are written straight into new
-bytes objects; inputs are any C-contiguous buffer; the GIL is released for large inputs.
+cipher run over the same 16 KiB piece while it is in cache; whole legacy-ECDH (Curve25519) PKESKs for a
+batch of session keys (X25519 by PyNaCl's libsodium, then KDF, key wrap and framing here). Results are
+written straight into new bytes objects; inputs are any C-contiguous buffer; the GIL is released for
+large inputs.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.stdint cimport uint8_t
-from libc.string cimport memcpy
+from libc.stdint cimport uint8_t, uintptr_t
+from libc.string cimport memcpy, memset
 
 
 cdef extern from "openssl/crypto.h" nogil:
@@ -30,6 +32,11 @@ cdef extern from "pgpcrypto.h" nogil:
     int pgpb_cfb_mdc_final(pgpb_cfb *s, uint8_t *out)
     int pgpb_cfb_mdc_check(pgpb_cfb *s, const uint8_t *mdc)
     int pgpb_sha1(const uint8_t *data, size_t n, uint8_t *out)
+    size_t PGPB_PKESK_MAX
+    size_t PGPB_PKESK_HEAD_MAX
+    size_t pgpb_ecdh25519_pkesk(const uint8_t *shared, const uint8_t *eph, const uint8_t *param, size_t paramlen,
+                                const uint8_t *head, size_t headlen, int kdf_hash, size_t keklen, int cipher,
+                                const uint8_t *key, size_t keylen, uint8_t *out)
 
 
 cdef extern from "cfbmb.h" nogil:
@@ -110,6 +117,110 @@ def aes_key_unwrap(kek, wrapped) -> bytes:
     if pgpb_aes_key_unwrap(k.ptr(), k.view.len, d.ptr(), d.view.len, _out(out)) != 1:
         raise ValueError("AES key unwrap: integrity check failed")
     return out
+
+
+# --- legacy ECDH PKESKs on Curve25519 ----------------------------------------------------------------
+
+ctypedef int (*_scalarmult_t)(uint8_t *q, const uint8_t *n, const uint8_t *p) nogil
+ctypedef int (*_scalarmult_base_t)(uint8_t *q, const uint8_t *n) nogil
+cdef _scalarmult_t _x25519 = NULL
+cdef _scalarmult_base_t _x25519_base = NULL
+cdef object _x25519_py = None  # (scalarmult, scalarmult_base) of nacl.bindings when the addresses are not at hand
+
+
+cdef int _libsodium() except -1:
+    """X25519 from the libsodium that PyNaCl bundles, reached through PyNaCl's own cffi module (the
+    function addresses; no headers, no link dependency), initialised by importing ``nacl.bindings``.
+    Should a PyNaCl release hide them, its public functions serve instead (same results, slower)."""
+    global _x25519, _x25519_base, _x25519_py
+    if _x25519 is NULL and _x25519_py is None:
+        from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base  # runs sodium_init
+
+        try:
+            from nacl._sodium import ffi, lib
+
+            base = int(ffi.cast("uintptr_t", ffi.addressof(lib, "crypto_scalarmult_base")))
+            mult = int(ffi.cast("uintptr_t", ffi.addressof(lib, "crypto_scalarmult")))
+        except (ImportError, AttributeError, TypeError):
+            _x25519_py = (crypto_scalarmult, crypto_scalarmult_base)
+        else:
+            _x25519_base = <_scalarmult_base_t><uintptr_t>base
+            _x25519 = <_scalarmult_t><uintptr_t>mult
+    return 0
+
+
+def _x25519_via_bindings(bint on) -> None:
+    """For tests: X25519 through ``nacl.bindings`` (as when PyNaCl hides its libsodium's function
+    addresses) while ``on``, else found again on the next use."""
+    global _x25519, _x25519_base, _x25519_py
+    _x25519 = _x25519_base = NULL
+    _x25519_py = None
+    if on:
+        from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
+
+        _x25519_py = (crypto_scalarmult, crypto_scalarmult_base)
+
+
+cdef int _agree(_Buf secret, _Buf recipient, uint8_t *shared, uint8_t *eph) except -1:
+    """``shared = X25519(secret, recipient)``, ``eph = X25519(secret, 9)``; ValueError when ``shared``
+    is all zero (libsodium refuses a low-order ``recipient``)."""
+    if _x25519 is not NULL:
+        if _x25519(shared, secret.ptr(), recipient.ptr()) != 0:
+            raise ValueError("X25519 key agreement failed: all-zero shared secret")
+        _x25519_base(eph, secret.ptr())
+        return 0
+    mult, base = _x25519_py
+    sec = PyBytes_FromStringAndSize(<const char *>secret.ptr(), 32)
+    try:
+        z = mult(sec, PyBytes_FromStringAndSize(<const char *>recipient.ptr(), 32))
+    except Exception:  # nacl.exceptions.RuntimeError
+        raise ValueError("X25519 key agreement failed: all-zero shared secret") from None
+    memcpy(shared, PyBytes_AS_STRING(z), 32)
+    memcpy(eph, PyBytes_AS_STRING(base(sec)), 32)
+    return 0
+
+
+def ecdh25519_pkesks(recipient, param, head, int kdf_hash, int kek_size, cipher, keys, secrets) -> list:
+    """One PKESK packet of legacy ECDH on Curve25519 (RFC 9580 section 11.5) per session key of ``keys``.
+
+    Each with its own ephemeral X25519 secret from ``secrets`` (32 octets each, one per key) agreed
+    with ``recipient`` (its raw 32-octet public key); the KEK is ``Hash(00 00 00 01 || Z || param)``
+    (``kdf_hash``: 8, 9 or 10 for SHA-256/384/512) cut to ``kek_size`` octets; the wrapped frame is
+    ``[cipher] key checksum`` PKCS#5-padded (``cipher`` None: no cipher octet, as in a v6 PKESK).
+    ``head`` is the packet body up to its algorithm octet. ValueError on bad sizes or a low-order
+    ``recipient`` (an all-zero shared secret)."""
+    cdef _Buf r = _Buf(recipient), prm = _Buf(param), hd = _Buf(head), k, sec
+    cdef list ks = list(keys), ss = list(secrets), outs = []
+    cdef uint8_t shared[32]
+    cdef uint8_t eph[32]
+    cdef uint8_t packet[512]
+    cdef size_t n
+    cdef int c = -1 if cipher is None else cipher
+    if r.view.len != 32:
+        raise ValueError("an X25519 public key is 32 octets")
+    if len(ks) != len(ss):
+        raise ValueError("one ephemeral secret per session key")
+    if kdf_hash not in (8, 9, 10) or kek_size not in (16, 24, 32) or (cipher is not None and not 0 <= c <= 255):
+        raise ValueError("unsupported ECDH KDF hash, key-wrap key size or cipher")
+    if prm.view.len > 256 or <size_t>hd.view.len > PGPB_PKESK_HEAD_MAX:
+        raise ValueError("ECDH parameter string or PKESK head too long")
+    _libsodium()
+    try:
+        for key, secret in zip(ks, ss):
+            k, sec = _Buf(key), _Buf(secret)
+            if sec.view.len != 32:
+                raise ValueError("an X25519 ephemeral secret is 32 octets")
+            if k.view.len < 1 or k.view.len > 200:
+                raise ValueError("session key size out of range")
+            _agree(sec, r, shared, eph)
+            n = pgpb_ecdh25519_pkesk(shared, eph, prm.ptr(), prm.view.len, hd.ptr(), hd.view.len, kdf_hash,
+                                     kek_size, c, k.ptr(), k.view.len, packet)
+            if n == 0:
+                raise ValueError("ECDH PKESK: KDF or key wrap failed in libcrypto")
+            outs.append(PyBytes_FromStringAndSize(<char *>packet, n))
+    finally:
+        memset(shared, 0, 32)
+    return outs
 
 
 # --- CFB with MDC (SEIPD v1) ---------------------------------------------------------------------------

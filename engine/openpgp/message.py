@@ -41,7 +41,7 @@ from engine.openpgp.constants import (
 from engine.openpgp.ecdh import RandomBytes
 from engine.openpgp.literal import LiteralData, format_octet, literal_header
 from engine.openpgp.packet import Packet, iter_packets, packet_header, write_packet
-from engine.openpgp.pkesk import Pkesk, SessionKey, pkesk_packet
+from engine.openpgp.pkesk import Pkesk, SessionKey, ecdh25519_batchable, ecdh25519_packets, pkesk_packet
 from engine.openpgp.provider import KeyProvider
 from engine.openpgp.recipients import Recipient, recipient_of, resolve_recipients
 from engine.openpgp.recipients import choose_aead as _choose_aead
@@ -367,13 +367,28 @@ def encrypt_many(
             for p, k in zip(plaintexts, keys, strict=True)
         ]
     literal = literal_header(format_octet("b"), b"", 0)
-    items = []
+    batched = bool(rcpts) and all(ecdh25519_batchable(r) for r in rcpts)
+    items, session_keys, secrets = [], [], []
     for plaintext, chosen in zip(plaintexts, keys, strict=True):
         sk = _session_key(cipher, chosen, os.urandom)
+        # drawn in encrypt's order: session key, each PKESK's ephemeral secret, SEIPD prefix
+        if batched:  # the PKESKs of the whole batch are built below, one kernel call per recipient
+            secrets.append([os.urandom(32) for _ in rcpts])
+            pkesks = b""
+        else:
+            pkesks = session_key_packets(rcpts, sk, 3)
         head = packet_header(PacketTag.LITERAL, len(literal) + len(plaintext)) + literal
         size = 1 + cipher.block_size + 2 + len(head) + len(plaintext) + 22  # as in encrypt
-        lead = session_key_packets(rcpts, sk, 3) + packet_header(PacketTag.SEIPD, size)
+        lead = pkesks + packet_header(PacketTag.SEIPD, size)
+        session_keys.append(sk.key)
         items.append((sk.key, cipher, plaintext, head, lead, os.urandom(cipher.block_size)))
+    if batched:
+        columns = [
+            ecdh25519_packets(r, session_keys, cipher, [s[j] for s in secrets]) for j, r in enumerate(rcpts)
+        ]
+        for i, pkesks in enumerate(zip(*columns, strict=True)):
+            key, _, plaintext, head, lead, prefix = items[i]
+            items[i] = (key, cipher, plaintext, head, b"".join(pkesks) + lead, prefix)
     sealed = seipd.seal_v1_many(items)
     return [armor_bytes(out, crc=True) for out in sealed] if armor else sealed
 

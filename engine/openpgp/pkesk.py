@@ -13,11 +13,13 @@ Algorithm fields and the plaintext they protect:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from engine._native import kernel
 from engine.errors import DecryptionFailed, UnsupportedAlgorithm
 from engine.openpgp import ecdh
 from engine.openpgp.constants import (
@@ -262,6 +264,50 @@ def _raw_public(recipient: Recipient) -> bytes:
     return raw
 
 
+def _kdf_param(recipient: Recipient) -> bytes:
+    """The recipient's ECDH KDF parameter string (cached)."""
+    param = recipient._parts.get("kdf")
+    if param is None:
+        param = recipient._parts["kdf"] = recipient.ecdh.param_string(recipient.fingerprint)  # type: ignore[union-attr]
+    return param
+
+
+def ecdh25519_batchable(recipient: Recipient) -> bool:
+    """Whether :func:`ecdh25519_packets` serves ``recipient``: legacy ECDH on Curve25519 with a KDF hash
+    and key-wrap cipher of :func:`ecdh.kdf` (the usual gpg ``cv25519`` subkey)."""
+    params = recipient.ecdh
+    return (
+        recipient.algorithm == PublicKeyAlgorithm.ECDH
+        and params is not None
+        and params.curve is Curve.CURVE25519_LEGACY
+        and params.kdf_hash in ecdh._KDF_HASHES
+        and params.kek_cipher in ecdh._KEK_SIZES
+    )
+
+
+def ecdh25519_packets(
+    recipient: Recipient,
+    keys: Sequence[bytes],
+    cipher: int | None,
+    secrets: Sequence[bytes],
+    version: int = 3,
+    anonymous: bool = False,
+) -> list[bytes]:
+    """``pkesk_packet(recipient, SessionKey(cipher, key), version, anonymous, <secret>)`` for each session
+    key of ``keys`` with its ephemeral X25519 secret (32 octets) of ``secrets``, in one kernel call
+    (X25519, KDF, key wrap and framing in C) for a recipient :func:`ecdh25519_batchable` accepts.
+    ``cipher`` is the session keys' algorithm (v3; None for v6)."""
+    if version == 3 and cipher is None:
+        raise UnsupportedAlgorithm("a v3 PKESK needs the session key's cipher")
+    params = recipient.ecdh
+    if params is None or not ecdh25519_batchable(recipient):
+        raise UnsupportedAlgorithm("batched PKESKs are for legacy ECDH on Curve25519 recipients")
+    return kernel("pgpcrypto").ecdh25519_pkesks(
+        _raw_public(recipient), _kdf_param(recipient), _head(recipient, version, anonymous), params.kdf_hash,
+        params.kek_cipher.key_size, cipher if version == 3 else None, keys, secrets,
+    )  # fmt: skip
+
+
 def pkesk_packet(
     recipient: Recipient,
     session_key: SessionKey,
@@ -281,11 +327,8 @@ def pkesk_packet(
     if version == 3 and cipher is None:
         raise UnsupportedAlgorithm("a v3 PKESK needs the session key's cipher")
     if alg == PublicKeyAlgorithm.ECDH and params is not None and params.curve is Curve.CURVE25519_LEGACY:
-        param = recipient._parts.get("kdf")
-        if param is None:
-            param = recipient._parts["kdf"] = params.param_string(recipient.fingerprint)
         eph_pub, shared = ecdh.x25519_ephemeral(_raw_public(recipient), random_bytes)
-        kek = ecdh.kdf(params, shared, recipient.fingerprint, param)
+        kek = ecdh.kdf(params, shared, recipient.fingerprint, _kdf_param(recipient))
         wrapped = ecdh.key_wrap(kek, ecdh.session_key_frame(session_key.key, cipher))
         tail = b"\x01\x07\x40" + eph_pub + bytes((len(wrapped),)) + wrapped
     elif alg == PublicKeyAlgorithm.X25519 and (cipher is None or SymmetricAlgorithm(cipher).is_aes):

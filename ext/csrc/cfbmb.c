@@ -170,6 +170,37 @@ __attribute__((target("aes,sse4.1"))) static void run_keylen(pgpb_cfb_job *jobs,
 
 int pgpb_cfb_many_native(void) { return pgpb_cpu_has_aesni(); }
 
+/* RFC 3394 section 2.2.1 (index-based form): six passes over the 8-octet blocks, A carrying the
+ * integrity register, t counting every step. One expanded key, one AES block per step. */
+__attribute__((target("aes,sse4.1"))) static void key_wrap_ni(const uint8_t *kek, size_t keklen, const uint8_t *in,
+                                                               size_t n, uint8_t *out) {
+    lane_t l;
+    int rounds = expand_key(kek, keklen, (uint8_t *)l.rk);
+    size_t blocks = n / 8;
+    uint8_t b[16];
+    uint64_t t = 0;
+    memset(b, 0xA6, 8);
+    memcpy(out + 8, in, n);
+    for (int j = 0; j < 6; j++) {
+        for (size_t i = 1; i <= blocks; i++) {
+            memcpy(b + 8, out + 8 * i, 8);
+            _mm_storeu_si128((__m128i *)b, encrypt_block(&l, _mm_loadu_si128((const __m128i *)b), rounds));
+            t++;
+            for (int k = 0; k < 8; k++) b[7 - k] ^= (uint8_t)(t >> (8 * k));
+            memcpy(out + 8 * i, b + 8, 8);
+        }
+    }
+    memcpy(out, b, 8);
+    memset(&l, 0, sizeof l);
+    memset(b, 0, sizeof b);
+}
+
+int pgpb_aes_key_wrap_ni(const uint8_t *kek, size_t keklen, const uint8_t *in, size_t n, uint8_t *out) {
+    if (!pgpb_cpu_has_aesni()) return 0;
+    key_wrap_ni(kek, keklen, in, n, out);
+    return 1;
+}
+
 int pgpb_cfb_encrypt_many(pgpb_cfb_job *jobs, size_t n) {
     int seen[3] = {0, 0, 0};
     for (size_t i = 0; i < n; i++) {
@@ -186,6 +217,11 @@ int pgpb_cfb_encrypt_many(pgpb_cfb_job *jobs, size_t n) {
 #else
 
 int pgpb_cfb_many_native(void) { return 0; }
+
+int pgpb_aes_key_wrap_ni(const uint8_t *kek, size_t keklen, const uint8_t *in, size_t n, uint8_t *out) {
+    (void)kek, (void)keklen, (void)in, (void)n, (void)out;
+    return 0;
+}
 
 int pgpb_cfb_encrypt_many(pgpb_cfb_job *jobs, size_t n) {
     for (size_t i = 0; i < n; i++)

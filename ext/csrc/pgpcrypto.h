@@ -1,8 +1,9 @@
 /* pgpcrypto.h - OpenPGP symmetric kernels on OpenSSL's libcrypto (EVP, AES-NI where the CPU has it).
  *
  * AES key wrap (RFC 3394) for ECDH / X25519 session keys, and AES-CFB with the SEIPD v1 modification
- * detection code (RFC 9580 section 5.13.1) hashed and encrypted in one cache-friendly pass.
- * Every function returns 1 on success, 0 on an integrity failure (unwrap, MDC) and -1 on an OpenSSL
+ * detection code (RFC 9580 section 5.13.1) hashed and encrypted in one cache-friendly pass; whole
+ * legacy-ECDH PKESKs on Curve25519 from an X25519 result (pgpb_ecdh25519_pkesk, which returns a length).
+ * Every other function returns 1 on success, 0 on an integrity failure (unwrap, MDC) and -1 on an OpenSSL
  * error; no function allocates Python objects, so callers may release the GIL around them.
  */
 #ifndef PGPB_PGPCRYPTO_H
@@ -21,6 +22,19 @@ int pgpb_crypto_init(void);
 int pgpb_aes_key_wrap(const uint8_t *kek, size_t keklen, const uint8_t *in, size_t n, uint8_t *out);
 /* The inverse; OUT gets n-8 octets; 0 when the integrity check fails. */
 int pgpb_aes_key_unwrap(const uint8_t *kek, size_t keklen, const uint8_t *in, size_t n, uint8_t *out);
+
+/* A PKESK packet (tag 1, new format) of legacy ECDH on Curve25519 (RFC 9580 sections 5.1.4 and 11.5)
+ * from the X25519 SHARED secret and the ephemeral public key EPH: HEAD (the body up to its algorithm
+ * octet, at most PGPB_PKESK_HEAD_MAX octets), the point 0x40 || EPH as an MPI, and the session-key frame
+ * ([CIPHER] KEY checksum, PKCS#5-padded; CIPHER < 0 leaves it out, as a v6 PKESK does) AES-wrapped under
+ * Hash(00 00 00 01 || SHARED || PARAM) truncated to KEKLEN octets, Hash the OpenPGP hash ID KDF_HASH
+ * (8, 9, 10: SHA-256/384/512). OUT needs PGPB_PKESK_MAX octets. Returns the packet's length, or 0 on
+ * bad arguments or a libcrypto error. */
+#define PGPB_PKESK_HEAD_MAX 64
+#define PGPB_PKESK_MAX (3 + PGPB_PKESK_HEAD_MAX + 36 + 255)
+size_t pgpb_ecdh25519_pkesk(const uint8_t shared[32], const uint8_t eph[32], const uint8_t *param, size_t paramlen,
+                            const uint8_t *head, size_t headlen, int kdf_hash, size_t keklen, int cipher,
+                            const uint8_t *key, size_t keylen, uint8_t *out);
 
 /* SHA-1 of N octets into OUT (20 octets). */
 int pgpb_sha1(const uint8_t *in, size_t n, uint8_t *out);
