@@ -249,7 +249,13 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argpars
         return argparse.ArgumentParser(prog="pgpbulk"), argparse.Namespace(
             version=False, func=lambda _args: sop_main(words[1:])
         )
-    parser = _mail_parser() if words and words[0] in MAIL_COMMANDS else build_parser()
+    if words and words[0] in MAIL_COMMANDS:
+        from engine.mail.cli import prestart_early
+
+        prestart_early(words[1:])  # the fork server loads while this process builds the parser
+        parser = _mail_parser()
+    else:
+        parser = build_parser()
     return parser, parser.parse_args(words)
 
 

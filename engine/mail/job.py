@@ -41,7 +41,7 @@ from engine.mail.item import MailItem
 from engine.mail.mbox import MboxRef, entry, load_refs, scan_mbox
 from engine.mail.pgpmime import NotWrappable, Wrapping, assemble, assemble_parts, prepare, unwrap, wrap
 from engine.mail.report import Report, Result
-from engine.mail.sinks import ArchiveSink, Processed, partial_of, read_records, to_shard
+from engine.mail.sinks import ArchiveSink, Processed, pack_shard_batch, partial_of, read_records, to_shard
 from engine.mail.source import Sink, open_sink, open_source, sink_format
 from engine.scheduler import Failed, Journal, Progress, RunReport, run_journaled
 from engine.scheduler.pool import prestart
@@ -546,7 +546,7 @@ def run_job(
                 progress=progress, report=run, outcome=lambda p: p.outcome, workers=workers,
                 batch_size=batch_size, batch_bytes=BATCH_BYTES, item_size=_size, max_in_flight=SHARD_DEPTH * n if deep else None,
                 initializer=init_worker, initargs=(crypto,), batched=True, stop_on=_stop_on,
-                checkpoint_every=checkpoint_seconds,
+                checkpoint_every=checkpoint_seconds, pack=pack_shard_batch if shards else None,
             )  # fmt: skip
         finally:
             sink.close()

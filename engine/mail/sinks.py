@@ -30,11 +30,12 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from engine.errors import InvalidArgument
 from engine.mail.emldir import EmlDirWriter
@@ -238,6 +239,99 @@ def _write_all(fd: int, chunks: list[bytes | memoryview]) -> None:
                 rest = rest[os.write(fd, rest) :]
 
 
+class ShardBatch(Sequence[Processed]):
+    """A batch's mbox results whose chunks lie one after another in one shard file (:func:`to_shard`),
+    packed for the trip back to the parent (:func:`pack_shard_batch`): a few columns instead of a
+    :class:`Processed` and a :class:`MailItem` per message, so a worker pickles, and the parent unpickles,
+    some 30 objects per batch instead of 256 with their dicts. Items are rebuilt on access, equal to
+    those packed; :class:`ArchiveSink` reads the columns and never rebuilds them.
+
+    ``outcomes`` are the messages' outcomes, as ``run_journaled``'s packed results provide them; a
+    :class:`Failed` is never packed."""
+
+    __slots__ = ("classes", "entries", "first", "numbers", "outcomes", "reasons", "records", "seps", "sha256",
+                 "shard", "source")  # fmt: skip
+
+    def __init__(
+        self, shard: str, source: str, first: int, records: bytes, entries: bytes, seps: tuple[bytes | None, ...],
+        classes: tuple[str, ...], outcomes: tuple[str, ...], sha256: str, numbers: array, reasons: tuple[str | None, ...],
+    ) -> None:  # fmt: skip
+        self.shard, self.source, self.first = shard, source, first
+        self.records, self.entries, self.seps = records, entries, seps  # records: the lines, joined
+        self.classes, self.outcomes = classes, outcomes
+        self.sha256 = sha256  # the hex digests, joined
+        self.numbers, self.reasons = numbers, reasons  # per message: bytes_in, offset, out, at, record end
+
+    def __reduce__(self) -> tuple[type[ShardBatch], tuple[Any, ...]]:
+        return ShardBatch, (
+            self.shard, self.source, self.first, self.records, self.entries, self.seps, self.classes,
+            self.outcomes, self.sha256, self.numbers, self.reasons,
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    @overload
+    def __getitem__(self, i: int) -> Processed: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Processed]: ...
+    def __getitem__(self, i: int | slice) -> Processed | list[Processed]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]  # IndexError past the end (iteration stops there)
+        bytes_in, offset, _, at, end = self.numbers[5 * i : 5 * i + 5]
+        begin = self.numbers[5 * i - 1] if i else 0
+        item = MailItem.stored(self.first + i, b"", self.seps[i], offset, self.source, False)  # type: ignore[arg-type]
+        return _built({
+            "item": item, "mail_class": self.classes[i], "outcome": self.outcomes[i],
+            "sha256": self.sha256[64 * i : 64 * i + 64], "bytes_in": bytes_in, "source": self.source,
+            "offset": offset, "reason": self.reasons[i], "out_sha256": "", "chunk": b"",
+            "entry": self.entries[40 * i : 40 * i + 40], "record": self.records[begin:end], "shard": self.shard,
+            "at": at,
+        })  # fmt: skip
+
+    @property
+    def at(self) -> int:
+        """Where the batch's first chunk lies in the shard."""
+        return self.numbers[3]
+
+    @property
+    def length(self) -> int:
+        """Bytes of the batch's chunks in the shard, from :attr:`at`."""
+        return self.numbers[-2] + int.from_bytes(self.entries[-40:-32], "big") - self.numbers[3]
+
+
+def pack_shard_batch(results: list[Any]) -> ShardBatch | list[Any]:
+    """Worker side (the pool's ``pack``): ``results`` as a :class:`ShardBatch` when they are what
+    :func:`to_shard` returns for consecutive messages of one mbox (chunks one after another in one
+    shard, nothing else a column cannot carry), else ``results`` unchanged."""
+    if not results or type(results[0]) is not Processed or not results[0].shard:
+        return results
+    p0 = results[0]
+    shard, source, first, at = p0.shard, p0.source, p0.item.index, p0.at
+    numbers, end = array("q"), 0
+    for i, p in enumerate(results):
+        if type(p) is not Processed:
+            return results
+        item = p.item
+        if (
+            p.shard != shard or p.at != at or p.chunk or p.out_sha256 or len(p.entry) != 40
+            or len(p.sha256) != 64 or not p.sha256.isascii() or p.source != source
+            or type(item) is not MailItem or item.index != first + i or item.raw or item.truncated
+            or item.name is not None or item.subdir is not None or item.source != source or item.offset != p.offset
+        ):  # fmt: skip
+            return results
+        end += len(p.record)
+        numbers.extend((p.bytes_in, p.offset, _record_out(p.record), at, end))
+        at += int.from_bytes(p.entry[:8], "big")
+    return ShardBatch(
+        shard, source, first, b"".join(p.record for p in results), b"".join(p.entry for p in results),
+        tuple(p.item.separator_line for p in results), tuple(p.mail_class for p in results),
+        tuple(p.outcome for p in results), "".join(p.sha256 for p in results), numbers,
+        tuple(p.reason for p in results),
+    )  # fmt: skip
+
+
 def remove_shards(dst: Path) -> None:
     """Remove the shard files of ``dst`` (left over by a killed run, or by a batch that was retried)."""
     for entry in os.scandir(dst.parent):
@@ -378,7 +472,14 @@ class ArchiveSink:
     def write_batch(self, results: list[Any]) -> None:
         """Write the processed messages and queue their records (durable at :meth:`checkpoint`).
 
-        mbox: one write of what the workers built (:meth:`Processed.for_mbox`), no per-message work."""
+        mbox: one write of what the workers built (:meth:`Processed.for_mbox`), no per-message work; a
+        :class:`ShardBatch` is queued and counted as it came, by columns."""
+        if type(results) is ShardBatch and self._file is not None:
+            self._deferred.append(results)
+            self._pending.append(results.records)
+            if self.report is not None:
+                self._count_packed(results)
+            return
         for p in results:
             if isinstance(p, Failed):  # item functions never raise; this is a bug, not a message problem
                 raise InvalidArgument(f"message #{p.index} could not be processed: {p.reason}")
@@ -406,13 +507,25 @@ class ArchiveSink:
             out = _record_out(p.record) if p.record else len(p.item.raw)
             count(p.item.index, p.mail_class, p.outcome, p.sha256, p.bytes_in, out, p.source, p.offset, p.reason)
 
+    def _count_packed(self, batch: ShardBatch) -> None:
+        """:meth:`_count` of a packed batch, a column at a time."""
+        numbers, sha = batch.numbers, batch.sha256
+        self.report.count_many(  # type: ignore[union-attr]
+            batch.first, batch.classes, batch.outcomes, [sha[i : i + 64] for i in range(0, len(sha), 64)],
+            numbers[0::5], numbers[2::5], batch.source, numbers[1::5], batch.reasons,
+        )  # fmt: skip
+
     def _append_deferred(self) -> None:
         for results in self._deferred:
             self._append_shards(results)
         self._deferred.clear()
 
-    def _append_shards(self, results: list[Any]) -> None:
+    def _append_shards(self, results: list[Any] | ShardBatch) -> None:
         assert self._file is not None
+        if type(results) is ShardBatch:
+            self._file.append_from(results.shard, results.at, results.length, [results.entries])
+            os.rename(results.shard, results.shard + FREE)  # back to its worker (see to_shard)
+            return
         i = 0
         while i < len(results):
             p = results[i]

@@ -22,7 +22,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -134,6 +134,11 @@ class _Committer:
             self._thread = None
 
 
+def _outcomes(results: Sequence[Any]) -> Sequence[str] | None:
+    """The outcomes a packed batch carries (see :func:`run_journaled`); None for a list."""
+    return None if type(results) is list else getattr(results, "outcomes", None)
+
+
 def _default_outcome(result: Any) -> str:
     return "failed" if isinstance(result, Failed) else "done"
 
@@ -166,6 +171,10 @@ def run_journaled(
     thousands of items a second would otherwise dominate; a crash redoes at most that much work.
     A finished journal on resume leaves the output alone. Raises :class:`Interrupted` on Ctrl-C and
     :class:`WorkerCrashed` (message says how to resume) when a worker dies.
+
+    Results that the pool's ``pack`` made into a sequence with an ``outcomes`` attribute are taken at
+    their word: ``outcomes`` name each item as ``outcome`` would, and no item stops the run (``stop_on``
+    is not asked), so neither walks the items one by one.
     """
     digest = params if isinstance(params, str) else params_digest(params)
     start = journal.begin(digest, resume=resume)
@@ -225,7 +234,8 @@ def run_journaled(
                 for batch in batches:
                     if not committer.overlapping or (committer.running and committer.running.done()):
                         settle()  # a plain sink is not written while its checkpoint runs
-                    if stop_on is not None:
+                    known = _outcomes(batch.results)
+                    if stop_on is not None and known is None:
                         for result in batch.results:
                             if (cause := stop_on(result)) is not None:
                                 commit()
@@ -233,7 +243,7 @@ def run_journaled(
                     sink.write_batch(batch.results)
                     written = batch
                     if report is not None:
-                        report.add_all(map(outcome, batch.results))
+                        report.add_all(map(outcome, batch.results) if known is None else known)
                         report.add_bytes(batch.nbytes, 0)
                     if time.monotonic() >= due:
                         commit(wait=False)  # fsyncs while the next batch is awaited
