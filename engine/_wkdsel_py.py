@@ -12,12 +12,29 @@ Same names, arguments, results and errors as the native kernel; the tests run ev
 * :func:`key_plain`: True when a v4 key or subkey packet body is of a common, well-formed shape
   (RSA, Ed25519 or Curve25519 legacy) that the full key parser accepts.
 
+* :func:`plain_cert`: for a certificate of the common shape, everything WKD selection needs in one call
+  (digests computed, signatures checked up to the public-key operation, addresses parsed, output
+  packets assembled); None for any other certificate. :func:`rsa_verify` does the RSA operation.
+
 Malformed or unusual input raises ``ValueError`` (never another exception, never a crash).
 """
 
 from __future__ import annotations
 
-__all__ = ["cert_end", "cert_parse", "features", "key_plain", "packets", "sig_fields"]
+import hashlib
+import re
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+from engine.openpgp.userid import _ANGLE, _BARE
+
+__all__ = [
+    "RsaKey", "cert_end", "cert_parse", "features", "key_plain", "packets", "plain_cert", "rsa_verify",
+    "sig_fields",
+]  # fmt: skip
 
 _PUBKEY, _SIG, _UID, _SUBKEY, _SECRET_KEY = 6, 2, 13, 14, 5
 _OID_ED25519 = bytes.fromhex("2b06010401da470f01")
@@ -287,3 +304,181 @@ def cert_parse(data: bytes, known: bytes) -> tuple:
         else:
             raise ValueError(f"packet tag {tag}")
     return pk[0][1], other, other_fields, uids, subkeys
+
+
+# -- the common certificate in one call ------------------------------------------------------------------
+
+_DIGESTS = {2: "sha1", 11: "sha224", 8: "sha256", 9: "sha384", 10: "sha512"}  # OpenPGP id: hashlib name
+_PREHASHED = {
+    n: Prehashed(h) for n, h in ((20, hashes.SHA1()), (28, hashes.SHA224()), (32, hashes.SHA256()),
+                                 (48, hashes.SHA384()), (64, hashes.SHA512()))
+}  # fmt: skip  # by digest size
+_PKCS1 = padding.PKCS1v15()
+_BAD_LOCAL = re.compile(b"[\x00-\x20\x7f]|\xc2[\x80-\x9f]")  # ASCII controls, space, C1 controls (UTF-8)
+_LABEL = rb"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_PLAIN_DOMAIN = re.compile(rb"%s(?:\.%s)*" % (_LABEL, _LABEL))
+_ASCII_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+
+
+class RsaKey:
+    """An RSA public key: ``n`` and ``e`` without leading zero octets, ``size`` = len(n), ``key`` the
+    ``cryptography`` object."""
+
+    __slots__ = ("e", "key", "n", "size")
+
+    def __init__(self, n: bytes, e: bytes) -> None:
+        self.n, self.e, self.size = n, e, len(n)
+        self.key = rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
+
+
+def rsa_verify(signed: bytes, key: RsaKey) -> bool:
+    """PKCS #1 v1.5 verification: ``signed`` is the signature (``key.size`` octets) then the digest, whose
+    length names the hash (SHA-1, -224, -256, -384, -512); False for anything else."""
+    prehashed = _PREHASHED.get(len(signed) - key.size)
+    if prehashed is None:
+        return False
+    try:
+        key.key.verify(signed[: key.size], signed[key.size :], _PKCS1, prehashed)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _plain_address(u: bytes) -> tuple[str, str, str] | None:
+    """``(local, domain, address)`` as ``normalize_address`` gives them for the address of User ID ``u``
+    (``_ANGLE.search(u) or _BARE.match(u)``, engine.openpgp.userid) when that address is plain: one '@';
+    a local part of at most 256 octets of printable ASCII or UTF-8 without C1 controls; a domain of ASCII
+    letters, digits, '-', '.', '_' whose labels are 1 to 63 octets not starting or ending with '-' (253 in
+    all). None for any other User ID (the caller asks the full rules)."""
+    m = _ANGLE.search(u) or _BARE.match(u)
+    if m is None:
+        return None
+    local, _, domain = m.group(1).partition(b"@")
+    if b"@" in domain or len(local) > 256 or len(domain) > 253 or _BAD_LOCAL.search(local):
+        return None
+    if not _PLAIN_DOMAIN.fullmatch(domain):
+        return None
+    try:
+        text = local.decode()
+    except UnicodeDecodeError:
+        return None
+    low = domain.translate(_ASCII_LOWER).decode()
+    return text, low, f"{local.translate(_ASCII_LOWER).decode()}@{low}"
+
+
+def _header(tag: int, n: int) -> bytes:
+    if n < 192:
+        return bytes((0xC0 | tag, n))
+    if n < 8384:
+        return bytes((0xC0 | tag, ((n - 192) >> 8) + 192, (n - 192) & 0xFF))
+    return bytes((0xC0 | tag, 0xFF)) + n.to_bytes(4, "big")
+
+
+class _Key:
+    """The primary key's parts :func:`_check` needs."""
+
+    __slots__ = ("algo", "fpr", "prefix", "size")
+
+    def __init__(self, prefix: bytes, algo: int, size: int) -> None:
+        self.prefix, self.algo, self.size = prefix, algo, size
+        self.fpr = hashlib.sha1(prefix).digest()
+
+
+def _check(key: _Key, s: bytes, fields: tuple, data: bytes) -> bytes | None:
+    """What ``LeanCert.verify`` hands the public-key operation for signature ``s`` over ``prefix + data``:
+    Ed25519 ``R || S || digest``, RSA the signature value left-padded to the modulus size, then the digest.
+    None when it refuses the signature before that: critical unknown subpacket, another issuer, another
+    algorithm, the left 16 bits of the digest wrong, a material not of the algorithm's shape."""
+    critical, fpr, kid, left16, material, tail, ed = fields[9:16]
+    if critical or (kid is not None and kid != key.fpr[-8:] if fpr is None else fpr != key.fpr):
+        return None
+    if s[2] != key.algo:
+        return None
+    digest = hashlib.new(_DIGESTS[s[3]], key.prefix + data + tail).digest()
+    if digest[:2] != left16:
+        return None
+    if key.algo == 22:
+        return None if ed is None else ed + digest
+    if len(material) < 2:
+        return None
+    vlen = (int.from_bytes(material[:2], "big") + 7) // 8
+    if 2 + vlen != len(material) or vlen > key.size:
+        return None
+    return material[2:].rjust(key.size, b"\x00") + digest
+
+
+def _material(body: bytes) -> bytes | RsaKey | None:
+    """The Ed25519 public key (32 octets) or the :class:`RsaKey` of a primary key body ``key_plain``
+    accepted; None when the point is not 33 octets or ``RSAPublicNumbers`` would refuse the numbers."""
+    if body[5] == 22:
+        point = 7 + body[6]
+        if (int.from_bytes(body[point : point + 2], "big") + 7) // 8 != 33:
+            return None
+        return body[point + 3 : point + 35]
+    nlen = (int.from_bytes(body[6:8], "big") + 7) // 8
+    n = body[8 : 8 + nlen]
+    elen = (int.from_bytes(body[8 + nlen : 10 + nlen], "big") + 7) // 8
+    e = body[10 + nlen : 10 + nlen + elen]
+    n, e = n.lstrip(b"\x00"), e.lstrip(b"\x00")
+    ni, ei = int.from_bytes(n, "big"), int.from_bytes(e, "big")
+    if ni < 3 or ei < 3 or not ei & 1 or ei >= ni:
+        return None
+    return RsaKey(n, e)
+
+
+def plain_cert(data: bytes, known: bytes) -> tuple | None:
+    """``(fingerprint hex, created, key, key packet, User IDs, subkeys)`` of a certificate of the common
+    shape, else None. The shape: packets as :func:`cert_parse` groups them, without direct-key signatures or
+    key revocations; a v4 primary key that :func:`key_plain` accepts, RSA (1, 3) whose numbers
+    ``RSAPublicNumbers`` accepts or Ed25519 with a 33-octet point; exactly one signature on each User ID
+    and subkey, which :func:`sig_fields` reads, of a hash SHA-1/-224/-256/-384/-512, and without a key
+    expiration when it is a self-signature candidate (certification 0x10-0x13 not older than the key);
+    subkeys v4, accepted by :func:`key_plain`, bodies under 64 KiB. User Attributes are dropped.
+
+    ``key``: the Ed25519 public key (32 octets) or an :class:`RsaKey`. A User ID is ``(address, body,
+    check, created, expires, primary, packets)``, a subkey ``(check, key created, created, expires,
+    key expiration or 0, packets)``: ``address`` from :func:`_plain_address` (None: ask the full rules),
+    ``created`` / ``expires`` / ``primary`` those of the signature, ``packets`` the body's and the
+    signature's packets under new-format headers. ``check`` (self-signature candidates and subkey bindings
+    only, else None) is :func:`_check`'s: what to verify with the key, None when it fails before that."""
+    if len(known) < 128:
+        raise ValueError("known must have 128 octets")
+    try:
+        body, other, _, uids, subkeys = cert_parse(data, known)
+    except ValueError:
+        return None
+    if other or len(body) < 6 or len(body) > 0xFFFF or body[0] != 4 or body[5] not in (1, 3, 22):
+        return None
+    if not key_plain(body):
+        return None
+    material = _material(body)
+    if material is None:
+        return None
+    key = _Key(
+        b"\x99" + len(body).to_bytes(2, "big") + body, body[5], 0 if body[5] == 22 else len(material.n)
+    )
+    created = int.from_bytes(body[1:5], "big")
+    out_uids = []
+    for uid, sigs, fields in uids:
+        if len(sigs) != 1 or fields[0] is None or fields[0][2] not in _DIGESTS:
+            return None
+        s, f = sigs[0], fields[0]
+        check = None
+        if 0x10 <= f[0] <= 0x13 and f[4] >= created:
+            if f[6] is not None:
+                return None
+            check = _check(key, s, f, b"\xb4" + len(uid).to_bytes(4, "big") + uid)
+        packets = _header(13, len(uid)) + uid + _header(2, len(s)) + s
+        out_uids.append((_plain_address(uid), uid, check, f[4], f[5], f[7], packets))
+    out_subs = []
+    for sub, sigs, fields in subkeys:
+        if len(sigs) != 1 or fields[0] is None or fields[0][2] not in _DIGESTS:
+            return None
+        if not 6 <= len(sub) <= 0xFFFF or sub[0] != 4 or not key_plain(sub):
+            return None
+        s, f = sigs[0], fields[0]
+        check = _check(key, s, f, b"\x99" + len(sub).to_bytes(2, "big") + sub) if f[0] == 0x18 else None
+        packets = _header(14, len(sub)) + sub + _header(2, len(s)) + s
+        out_subs.append((check, int.from_bytes(sub[1:5], "big"), f[4], f[5], f[6] or 0, packets))
+    fpr = key.fpr.hex().upper()
+    return fpr, created, material, _header(6, len(body)) + body, out_uids, out_subs

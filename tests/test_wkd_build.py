@@ -376,3 +376,71 @@ def test_manifest_entries_are_json_encoded_entries(tmp_path: Path, method: str) 
         "back\\slash@example.org",
         "jörg@example.org",
     }
+
+
+@pytest.mark.parametrize("method", ["advanced", "direct", "both"])
+def test_worker_entry_text_is_the_json_of_the_parents_entry(tmp_path: Path, method: str) -> None:
+    """A worker formats the manifest entry of a file of one key itself: the same text, key order
+    included, as ``json`` gives for the parent's entry of that file, whatever needs escaping."""
+    import json
+
+    from engine.wkd.tree import Slot, TreeWriter, entry_text
+
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    (tmp_path / "stage").mkdir()
+    writer = TreeWriter(tmp_path / "stage", method, b"")
+    try:
+        for local in ("joe.doe", 'q"uote', "back\\slash", "jörg", "tab\there"):
+            fields = ("example.org", wkd_hash(local), local, f"{local}@example.org")
+            slot = Slot(*fields, [("AB" * 20, 1700000000)], ["expired"], "5e" * 32)
+            text = entry_text(method, *fields, "AB" * 20, 1700000000, "expired", "5e" * 32)
+            assert text == encode(writer.entry(slot))
+    finally:
+        writer.close()
+
+
+def test_merged_file_rewritten_in_place_to_its_new_length(tmp_path: Path) -> None:
+    """A file the parent rewrites (several keys) is overwritten in place: longer or shorter, it holds
+    exactly the new bytes."""
+    from engine.wkd.tree import _overwrite
+
+    path = tmp_path / "f"
+    for data in (b"x" * 5000, b"short", b"y" * 9000, b"z"):
+        _overwrite(path, data)
+        assert path.read_bytes() == data
+
+
+def test_many_merged_files_newest_key_first(tmp_path: Path) -> None:
+    """The parent merges every file whose address has several keys (more of them than one index write
+    holds): each file holds the newest key first, its manifest entry lists the keys in that order."""
+    import hashlib
+    import json
+
+    from engine.wkd.build import Packed
+    from engine.wkd.tree import TreeWriter, entry_text
+
+    (tmp_path / "stage").mkdir()
+    writer = TreeWriter(tmp_path / "stage", "advanced", b"", ["example.org"])
+    hu = tmp_path / "stage" / "example.org" / "hu"
+    batch = Packed(domains={"example.org"})
+    count = 1100
+    for i in range(count):  # a worker wrote the older key's file; the newer one's bytes came back
+        hashed, old, new = f"h{i:05d}", b"o" * (i % 7 + 1), b"n" * 3
+        (hu / hashed).write_bytes(old)
+        for fpr, created, data in (("F1", 100, old), ("F2", 200, new)):
+            sha = hashlib.sha256(data).hexdigest()
+            text = entry_text(
+                "advanced", "example.org", hashed, f"u{i}", f"u{i}@example.org", fpr, created, "valid", sha
+            )
+            batch.rows.append(("example.org", hashed, text, None if fpr == "F1" else data, None))
+        batch.unwritten.append(len(batch.rows) - 1)
+    writer.add_packed(batch)
+    try:
+        entries = [json.loads(text) for texts in writer.finish_entries() for text in texts]
+    finally:
+        writer.close()
+    assert len(entries) == writer.addresses == count
+    for i, entry in enumerate(entries):
+        data = (hu / f"h{i:05d}").read_bytes()
+        assert data == b"n" * 3 + b"o" * (i % 7 + 1) and entry["fingerprints"] == ["F2", "F1"]
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()

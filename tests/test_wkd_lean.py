@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import random
 import time
@@ -16,7 +17,7 @@ from engine.openpgp.constants import SignatureType
 from engine.openpgp.keygen import export, generate
 from engine.openpgp.keys import Cert, read_cert, read_certs
 from engine.openpgp.packet import write_packet
-from engine.openpgp.signature import Signature, Subpacket, certification_data, key_data
+from engine.openpgp.signature import Signature, Subpacket, binding_data, certification_data, key_data
 from engine.openpgp.userid import UserID
 from engine.wkd.build import BuildOptions, Packed, select_one, select_packed
 from engine.wkd.lean import LeanCert, Unusual
@@ -84,7 +85,7 @@ def _edge_keys() -> list[bytes]:
 def test_lean_equals_reference(impl: str, flags: tuple[bool, bool]) -> None:
     ring = sample_keyring(60, 7)
     blobs = [b for b in split_stream(io.BufferedReader(io.BytesIO(ring)), "s") if isinstance(b, CertBlob)]  # type: ignore[arg-type]
-    blobs += [CertBlob("edge", i, data) for i, data in enumerate(_edge_keys())]
+    blobs += [CertBlob("edge", i, data) for i, data in enumerate(_edge_keys() + _issuer_keys())]
     for domains in (frozenset(["example.org"]), None):
         for blob in blobs:
             lean = select_one(BuildOptions(domains, *flags, now=NOW), blob)
@@ -123,6 +124,88 @@ def test_plain_shape_equals_general_rules(impl: str, now: int) -> None:
         assert {"no valid self-signature", "self-signature expired or not yet valid"} <= reasons
     else:
         assert "key created in the future" in reasons
+
+
+def _issuer_keys() -> list[bytes]:
+    """Self-signatures a kernel must refuse or accept before the public-key operation: another issuer
+    (fingerprint or key ID), a key ID only, a critical unknown subpacket, a critical known one; User IDs
+    with UTF-8, other-domain, refused and missing addresses; an RSA key; subkey bindings not yet valid,
+    expired, or expiring the subkey; one address on two User IDs, the older one primary."""
+    t = BASE_TIME - 86400 * 100
+    g = generate("G <g@example.org>", created=t)
+    other = generate("O <o@example.org>", created=t).fingerprint
+    priv = g.secret.unlock().private  # type: ignore[union-attr]
+
+    def uid(text: bytes, *hashed: Subpacket) -> bytes:
+        sig = Signature.create(g.primary, priv, 0x13, certification_data(g.primary, text), list(hashed))
+        return UserID(text).serialize() + sig.serialize()
+
+    when = Subpacket(2, (t + 7).to_bytes(4, "big"))
+    out = [
+        g.public().serialize()
+        + uid(b"<foreign@example.org>", when, Subpacket(33, b"\x04" + other))
+        + uid(b"<kid@example.org>", when, Subpacket(16, g.fingerprint[-8:]))
+        + uid(b"<otherkid@example.org>", when, Subpacket(16, other[-8:]))
+        + uid(b"<nokid@example.org>", when)
+        + uid(b"<critical@example.org>", when, Subpacket(100, b"x", critical=True))
+        + uid(b"<known@example.org>", when, Subpacket(27, b"\x03", critical=True))
+        + _uid(g, "Jörg <jörg@Example.ORG>".encode(), t + 8)
+        + _uid(g, b"<x@example.net>", t + 9)
+        + _uid(g, b"<a@b@example.org>", t + 9)
+        + _uid(g, b"no address", t + 9)
+    ]
+    out.append(export(generate("R2 <r2@example.org>", "rsa2048", created=t).public(), armor=False))
+    head = g.primary.serialize() + uid(b"P <p@example.org>", when)
+    sub = g.public().subkeys[0].key
+    for hashed in (
+        [Subpacket(2, (NOW + 86400).to_bytes(4, "big"))],  # a binding not yet valid
+        [when, Subpacket(3, (60).to_bytes(4, "big"))],  # expired
+        [when, Subpacket(9, (3600).to_bytes(4, "big"))],  # the subkey expired
+        [when, Subpacket(9, (86400 * 1000).to_bytes(4, "big"))],  # the subkey valid
+    ):
+        binding = Signature.create(g.primary, priv, 0x18, binding_data(g.primary, sub), hashed)
+        out.append(head + sub.serialize() + binding.serialize())
+    primary = Subpacket(2, (t + 6).to_bytes(4, "big")), Subpacket(25, b"\x01")
+    dup = uid(b"<dup@example.org>", when) + uid(b"D <dup@example.org>", *primary)
+    out.append(g.primary.serialize() + dup)
+    return out
+
+
+@pytest.mark.parametrize("now", [NOW, BASE_TIME - 86400 * 200])
+def test_fast_selection_equals_plain(impl: str, now: int) -> None:
+    """``select_fast`` (one kernel call) decides as ``select_plain`` on every certificate the kernel
+    takes, signatures damaged or not, and the kernel takes the common ones."""
+    from engine.wkd.lean_select import select_fast
+
+    ring = sample_keyring(40, 7)
+    blobs = [b for b in split_stream(io.BufferedReader(io.BytesIO(ring)), "s") if isinstance(b, CertBlob)]  # type: ignore[arg-type]
+    datas = [b.data for b in blobs] + _edge_keys()[:-1] + _issuer_keys()
+    rng = random.Random(now)
+    for data in datas[:12]:  # a flipped bit in a signature, a User ID or a key
+        for _ in range(6):
+            damaged = bytearray(data)
+            damaged[rng.randrange(40, len(data))] ^= 1 << rng.randrange(8)
+            datas.append(bytes(damaged))
+    taken = declined = 0
+    reasons: set[str] = set()
+    for data in datas:
+        for domains in (frozenset(["example.org"]), None):
+            got = select_fast(data, domains, now)
+            if got is None:
+                declined += 1
+                continue
+            chosen, fpr, created, left, _, _ = got
+            plain_left: list[tuple[str, str]] = []
+            cert = LeanCert(data)
+            assert select_plain(cert, domains, now, plain_left) == chosen and left == plain_left
+            assert (fpr, created) == (cert.primary.fingerprint_hex, cert.created)
+            taken += 1
+            reasons.update(r for r, _ in left)
+    assert taken >= 2 * (len(blobs) + 6) and declined >= 8
+    if now == NOW:
+        assert {"no valid self-signature", "self-signature expired or not yet valid"} <= reasons
+        assert {"other domain", "no mail address in user id"} <= reasons
+        assert any(r.startswith("refused") for r in reasons)
 
 
 def test_lean_refuses_what_it_does_not_know() -> None:
@@ -205,15 +288,18 @@ def test_packed_batch_writes_what_select_one_selects(tmp_path: Path) -> None:
         r for b in blobs for r in select_one(BuildOptions(frozenset(["example.org"]), now=NOW), b).records
     ]
     assert len(out.rows) == len(want) > len(blobs) and out.domains == {"example.org"}
-    assert out.unwritten and all(out.rows[i][9] == 0 for i in out.unwritten)
+    assert out.unwritten
     seen: set[str] = set()
     for i, (row, rec) in enumerate(zip(out.rows, want, strict=True)):
-        assert row[:8] == (rec.domain, rec.hash, rec.local, rec.address, rec.fingerprint, rec.created,
-                           len(rec.data), rec.status)  # fmt: skip
+        assert row[:2] == (rec.domain, rec.hash) and row[4] is None
+        assert json.loads(row[2]) == {  # the manifest entry of a file of this key alone
+            "address": rec.address, "domain": rec.domain, "local": rec.local, "hash": rec.hash,
+            "fingerprints": [rec.fingerprint], "created": [rec.created], "status": [rec.status],
+            "sha256": hashlib.sha256(rec.data).hexdigest(), "paths": {"advanced": f"{rec.domain}/hu/{rec.hash}"},
+        }  # fmt: skip
         path = root / rec.domain / "hu" / rec.hash
         if rec.hash in seen:  # a later key of an address: its bytes go back to the parent
-            assert i in out.unwritten and row[10] == rec.data and row[8] == ""
+            assert i in out.unwritten and row[3] == rec.data
         else:
-            assert i not in out.unwritten and path.read_bytes() == rec.data
-            assert row[8] == hashlib.sha256(rec.data).hexdigest() and row[9] == 1
+            assert i not in out.unwritten and row[3] is None and path.read_bytes() == rec.data
         seen.add(rec.hash)

@@ -76,6 +76,22 @@ def test_incremental_reuses_files_and_reports_changes(tmp_path: Path, ring: Path
     assert (new / "example.org" / "hu" / wkd_hash("user0")).stat().st_size > same.stat().st_size
 
 
+def test_incremental_diff_reads_escaped_addresses(tmp_path: Path, ring: Path) -> None:
+    """The diff takes each entry's address and SHA-256 from the entry's JSON text: an address with a
+    quote, a backslash or non-ASCII letters comes out as itself, and unchanged files are seen so."""
+    odd_uids = ['Q <q"uote@example.org>', "B <back\\slash@example.org>", "J <jörg@example.org>"]
+    odd = tmp_path / "odd.gpg"
+    odd.write_bytes(b"".join(export(generate(uid).public(), armor=False) for uid in odd_uids))
+    www = tmp_path / "www"
+    build(www, [str(ring)], workers=0)
+    added = build(www, [str(ring), str(odd)], workers=0, incremental=True).diff
+    again = build(www, [str(ring), str(odd)], workers=0, incremental=True)
+    assert added is not None and again.diff is not None
+    assert added.added == sorted(['q"uote@example.org', "back\\slash@example.org", "jörg@example.org"])
+    assert added.unchanged == 20 and not added.changed and not added.removed
+    assert again.diff.unchanged == again.files_reused == 23 and not again.diff.added
+
+
 def test_reader_never_sees_a_half_tree(tmp_path: Path, ring: Path) -> None:
     www = tmp_path / "www"
     build(www, [str(ring)], workers=0)
@@ -160,8 +176,9 @@ def test_kill_midway_leaves_old_tree(tmp_path: Path, ring: Path) -> None:
 def test_last_sync_sees_the_published_tree(
     tmp_path: Path, ring: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The early background sync may run before the parent's own writes (two keys merged into one
-    address's file); the final sync, in the building thread, must see the tree as published."""
+    """The early background sync runs after the parent's own writes (two keys merged into one
+    address's file: rewriting a file during a sync waits for it); the final sync, in the building
+    thread, must see the tree as published."""
     from engine.wkd import publish
 
     seen: list[tuple[str, dict[str, bytes]]] = []
@@ -178,7 +195,27 @@ def test_last_sync_sees_the_published_tree(
     build(www, [str(ring), str(twin)], workers=0)
     assert [name for name, _ in seen] == ["wkd-early-sync", threading.current_thread().name]
     final = snapshot(current_version(www))  # type: ignore[arg-type]
-    assert seen[-1][1] == final
+    assert seen[0][1] == seen[-1][1] == final
     assert len(final) > 20 and len(final[f"example.org/hu/{wkd_hash('user0')}"]) > len(
         final[f"example.org/hu/{wkd_hash('user1')}"]
     )
+
+
+def test_build_starts_the_fork_server_with_its_modules(
+    tmp_path: Path, ring: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build with a pool has the fork server load the workers' modules once, before the pool starts
+    (each worker then starts with them loaded instead of importing them itself)."""
+    from engine.wkd import publish
+
+    calls: list[tuple[object, ...]] = []
+    real = publish.run_ordered
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls.append(("pool",))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(publish, "prestart", lambda *args: calls.append(args))
+    monkeypatch.setattr(publish, "run_ordered", spy)
+    build(tmp_path / "www", [str(ring)], workers=2)
+    assert calls == [(2, None, ["engine.wkd.publish"]), ("pool",)]

@@ -19,7 +19,7 @@ from engine.errors import InvalidArgument, PgpBulkError
 from engine.openpgp.keys import Cert, UserIDEntry, read_certs
 from engine.wkd.hashing import wkd_hashes
 from engine.wkd.lean import LeanCert, Unusual
-from engine.wkd.lean_select import select_lean
+from engine.wkd.lean_select import select_fast, select_lean
 from engine.wkd.sources import CertBlob
 from engine.wkd.validate import normalize_address
 
@@ -168,25 +168,27 @@ def _lean(
 ) -> tuple[list[tuple], str, float, float, float] | None:
     """The lean path: ``(records as tuples (domain, hash, local, address, fingerprint, created, data,
     status), fingerprint, seconds parse, verify, select)``, the reasons for the addresses left out
-    appended to ``skipped``; None (nothing appended) when the certificate is unusual."""
+    appended to ``skipped``; None (nothing appended) when the certificate is unusual. The common shape
+    goes through :func:`select_fast` (one kernel call), the others through :class:`LeanCert`."""
     t0 = time.perf_counter()
     try:
-        cert = LeanCert(blob.data)
-        t1 = time.perf_counter()
-        left: list[tuple[str, str]] = []
-        chosen = select_lean(cert, opts.domains, opts.include_expired, opts.include_revoked, now, left)
+        got = select_fast(blob.data, opts.domains, now)
+        if got is None:
+            cert = LeanCert(blob.data)
+            parse = time.perf_counter() - t0
+            left: list[tuple[str, str]] = []
+            chosen = select_lean(cert, opts.domains, opts.include_expired, opts.include_revoked, now, left)
+            got = chosen, cert.primary.fingerprint_hex, cert.created, left, parse, cert.seconds_verify
     except (Unusual, PgpBulkError, ValueError, IndexError):
         return None
-    fpr = cert.primary.fingerprint_hex
+    chosen, fpr, created, left, parse, verify = got
     skipped += left
     rows = []
     if chosen:
-        created = cert.created
-        hashes = wkd_hashes([c.local for c in chosen])
-        for c, hashed in zip(chosen, hashes, strict=True):
-            rows.append((c.domain, hashed, c.local, c.address, fpr, created, c.data, c.status))
-    verify = cert.seconds_verify
-    return rows, fpr, t1 - t0, verify, time.perf_counter() - t1 - verify
+        hashes = wkd_hashes([c[0] for c in chosen])  # :class:`Chosen` or its fields as a tuple
+        for (local, domain, address, data, status), hashed in zip(chosen, hashes, strict=True):
+            rows.append((domain, hashed, local, address, fpr, created, data, status))
+    return rows, fpr, parse, verify, time.perf_counter() - t0 - parse - verify
 
 
 def _select_lean(opts: BuildOptions, blob: CertBlob, result: CertResult, now: int) -> bool:
@@ -246,9 +248,10 @@ def select_batch(opts: BuildOptions, blobs: list[CertBlob]) -> list[CertResult]:
 @dataclass(slots=True)
 class Packed:
     """A whole batch's results in one object (:func:`select_packed`): the parent's index rows in input
-    order, ``(domain, hash, local, address, fingerprint, created, size, status, sha256, written, off,
-    len)``, where an unwritten record (its address's file was taken by another key) carries its bytes in
-    ``off`` and None in ``len``; ``unwritten``: the indexes of those rows; ``skipped``: (reason, what)."""
+    order, ``(domain, hash, manifest entry of a file of this one key as JSON text, None, None)``
+    (:func:`engine.wkd.tree.entry_text`), where an unwritten record (its address's file was taken by
+    another key) carries its bytes in place of the first None; ``unwritten``: the indexes of those rows;
+    ``skipped``: (reason, what)."""
 
     rows: list[tuple] = field(default_factory=list)
     unwritten: list[int] = field(default_factory=list)

@@ -15,6 +15,9 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    from engine.scheduler.start import prestart
+
+    prestart(args.workers, None, ["engine.wkd.publish"])  # the workers' modules load while ours do
     from engine.scheduler import Progress
     from engine.wkd.publish import build
 

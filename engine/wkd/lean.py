@@ -13,7 +13,10 @@ packets) raises :class:`Unusual` and the caller falls back to the reference path
 the input packets' bodies under new-format headers, as ``Cert.minimal`` writes them.
 
 The byte scanning (packets, signature subpackets, the shape check of RSA and Ed25519 primary keys and
-of subkeys) runs in the ``wkdsel`` kernel (``engine._wkdsel_c``, twin ``engine._wkdsel_py``).
+of subkeys) runs in the ``wkdsel`` kernel (``engine._wkdsel_c``, twin ``engine._wkdsel_py``). The most
+common certificates skip this class altogether: :func:`engine.wkd.lean_select.select_fast` takes them
+from one kernel call (``plain_cert``: digests, issuer and left-16 checks, addresses, output packets) and
+does only the public-key operations (the kernel's ``rsa_verify`` for RSA, on OpenSSL's libcrypto).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Each rule mirrors ``engine.openpgp.keys`` (newest valid self-signature at a time, hard and soft
 revocations, key expiry from the primary User ID's self-signature, subkeys valid with their newest
 binding) but asks for a signature's verification only when the answer changes the outcome. The common
-shape (one signature per User ID, no key expiry or revocation) takes a one-pass path, :func:`select_plain`.
+shape (one signature per User ID, no key expiry or revocation) takes a one-pass path, :func:`select_plain`;
+:func:`select_fast` makes the same decisions from one call of the ``wkdsel`` kernel (``plain_cert``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from engine.errors import InvalidArgument, MalformedPacket, UnsupportedError
 from engine.openpgp.public_key import PublicKey
 from engine.openpgp.reader import BodyReader
 from engine.openpgp.userid import _ANGLE, _BARE
+from engine.wkd import lean as _lean
 from engine.wkd.lean import (
+    _KNOWN_MASK,
     LeanCert,
     Sig,
     Unusual,
+    _clock,
     binding_suffix,
     certification_suffix,
     packet,
@@ -26,7 +30,7 @@ from engine.wkd.lean import (
 )
 from engine.wkd.validate import normalize_address
 
-__all__ = ["Chosen", "select_general", "select_lean", "select_plain"]
+__all__ = ["Chosen", "select_fast", "select_general", "select_lean", "select_plain"]
 
 _DIRECT, _KEY_REV, _BINDING, _SUB_REV, _CERT_REV = 0x1F, 0x20, 0x18, 0x28, 0x30
 
@@ -230,6 +234,77 @@ def select_plain(
         Chosen(local, domain, address, b"".join((key, packet(13, body), packet(2, s.body), subs)), "valid")
         for address, (_, body, s, local, domain) in best.items()
     ]
+
+
+def select_fast(
+    data: bytes, domains: frozenset[str] | None, now: int
+) -> tuple[list[tuple[str, str, str, bytes, str]], str, int, list[tuple[str, str]], float, float] | None:
+    """:func:`select_plain` of certificate ``data`` from the kernel's ``plain_cert``: ``(chosen, fingerprint
+    hex, key creation, reasons for the addresses left out, seconds in the kernel, seconds verifying)``; None
+    for a certificate of another shape, or Ed25519 without libsodium (the caller takes :class:`LeanCert`).
+
+    The kernel has done everything but the public-key operations; Python verifies what decides."""
+    kernel = _native.kernel("wkdsel")
+    t0 = _clock()
+    got = kernel.plain_cert(data, _KNOWN_MASK)
+    parse = _clock() - t0
+    if got is None:
+        return None
+    fpr, created, key, key_packet, uids, subkeys = got
+    if type(key) is bytes:
+        if _lean._sodium_open is None:
+            return None
+        verify = _lean._sodium_ok
+    else:
+        verify = kernel.rsa_verify
+    spent = 0.0
+    left: list[tuple[str, str]] = []
+    key_problem = "key created in the future" if created > now else None
+    best: dict[str, tuple[tuple[int, int], bytes, tuple[str, str, str]]] = {}
+    for where, body, check, sig_created, expires, primary, packets in uids:
+        if where is None:
+            where = _address(body, domains, left)  # not plain ASCII, or no address: the full rules
+            if where is None:
+                continue
+        elif domains is not None and where[1] not in domains:
+            left.append(("other domain", where[2]))
+            continue
+        problem = key_problem
+        if problem is None:
+            ok = False
+            if check is not None:
+                t = _clock()
+                ok = verify(check, key)
+                spent += _clock() - t
+            if not ok:
+                problem = "no valid self-signature"
+            elif sig_created > now or (expires and now >= sig_created + expires):
+                problem = "self-signature expired or not yet valid"
+        if problem:
+            left.append((problem, where[2]))
+            continue
+        rank = (int(primary), sig_created)
+        if where[2] not in best or rank > best[where[2]][0]:
+            best[where[2]] = (rank, packets, where)
+    if not best:
+        return [], fpr, created, left, parse, spent
+    subs = []
+    for check, sub_created, sig_created, expires, key_exp, packets in subkeys:
+        if check is None or sig_created > now or (expires and now >= sig_created + expires):
+            continue  # no binding live now (the outcome does not depend on the order of these checks)
+        if sub_created > now or (key_exp and now >= sub_created + key_exp):
+            continue
+        t = _clock()
+        ok = verify(check, key)
+        spent += _clock() - t
+        if ok:
+            subs.append(packets)
+    tail = b"".join(subs)
+    chosen = [
+        (local, domain, address, key_packet + packets + tail, "valid")
+        for address, (_, packets, (local, domain, _)) in best.items()
+    ]  # the fields of :class:`Chosen`, without its constructor
+    return chosen, fpr, created, left, parse, spent
 
 
 def _address(

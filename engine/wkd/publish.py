@@ -30,11 +30,12 @@ from typing import Any
 
 from engine.errors import InvalidArgument
 from engine.scheduler import Failed, run_ordered
+from engine.scheduler.start import prestart
 from engine.wkd import manifest as mf
 from engine.wkd.build import OTHER_DOMAIN, BuildOptions, Packed, select_packed
 from engine.wkd.policy import policy_bytes
 from engine.wkd.sources import CertBlob, SourceProblem, iter_cert_blobs
-from engine.wkd.tree import INDEX_PREFIX, Slot, TreeWriter
+from engine.wkd.tree import INDEX_PREFIX, TreeWriter
 from engine.wkd.validate import normalize_domain
 
 __all__ = ["BuildReport", "build", "current_version", "switch_symlink"]
@@ -140,9 +141,10 @@ def _sync_tree(path: Path) -> None:
 
 def _start_sync(path: Path) -> threading.Thread:
     """Begin :func:`_sync_tree` of ``path`` in a thread (the call waits in the kernel, without the GIL):
-    the workers' files go to disk while the parent merges and writes the index. It does not replace the
-    final :func:`_sync_tree`, which covers the files written after it started; that one finds little
-    left to write."""
+    the workers' files and the merged ones go to disk while the parent writes the manifest. It does not
+    replace the final :func:`_sync_tree`, which covers the files written after it started; that one
+    finds little left to write. (Syncing during the run too, every half second, halved this tail but
+    made the build slower here: the write-out's CPU then competes with the workers.)"""
     early = threading.Thread(target=_sync_tree, args=(path,), name="wkd-early-sync", daemon=True)
     early.start()
     return early
@@ -215,10 +217,6 @@ def _blobs(items: Iterable[CertBlob | SourceProblem], report: BuildReport) -> It
             yield item
 
 
-def _entry(writer: TreeWriter, slot: Slot) -> dict[str, Any]:
-    return writer.entry(slot)
-
-
 def build(
     out: str | os.PathLike[str],
     sources: Sequence[str],
@@ -243,6 +241,7 @@ def build(
     ``lean=False`` selects with the reference path only (full :class:`Cert` per key; tests compare).
     """
     t0 = time.perf_counter()
+    prestart(workers, None, [__name__])  # the pool's fork server loads the workers' modules once, now
     if not sources and not gnupghome:
         raise InvalidArgument("no keyring given: name files, directories, '-' or --gnupghome")
     chosen = sorted({normalize_domain(d) for d in domains}) if domains else None
@@ -274,15 +273,14 @@ def build(
             staging.chmod(0o755)
             writer = TreeWriter(staging, method, policy, chosen or (), previous)
             _run(sources, gnupghome, replace(opts, root=str(staging)), workers, writer, report, progress)
-            early = _start_sync(staging)  # the workers' files, while the parent finishes the tree
             t_finish = time.perf_counter()
+            writer.merge(report.skip)  # before the sync starts: a file replaced during one waited here
+            early = _start_sync(staging)  # the workers' files, while the parent finishes the tree
             manifest = mf.ManifestWriter(manifest_file, name, method, hashlib.sha256(policy).hexdigest())
             changes = mf.DiffBuilder(old_manifest) if incremental else None
-            for entries in writer.finish_entries(report.skip):
-                manifest.add_json([e[2] for e in entries])
-                if changes is not None:
-                    for address, sha, _ in entries:
-                        changes.see_file(address, sha)
+            see = changes.see_file if changes is not None else None
+            for texts in writer.finish_entries(report.skip, see):
+                manifest.add_json(texts)
             manifest.close(sorted(writer.domains))
             writer.close()
             report.seconds_write += time.perf_counter() - t_finish

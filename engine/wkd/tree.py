@@ -1,15 +1,17 @@
 """The staging tree of a WKD build: files written by the workers, merged and finished by the parent.
 
-Workers (:func:`write_records`) create each address's file with ``O_EXCL`` in the fresh staging
+Workers (:func:`write_rows`) create each address's file with ``O_EXCL`` in the fresh staging
 directory, so no two processes ever write one file: the first key for an address wins the file, a later
 one (another key for the same address, a few per cent of real keyrings) gets ``EEXIST`` and its bytes
-go back to the parent. The parent (:class:`TreeWriter`) receives every record's metadata in input
-order and appends it to a temporary SQLite index beside the staging directory, spools the returned
-bytes to an unlinked temporary file (memory stays flat whatever the number of addresses), and at the
-end walks the index sorted by domain and hash, rewriting only the multi-key files (newest key first, then by fingerprint: the same bytes whichever
-worker won), hardlinks unchanged files of the previous version (``--incremental``) and the direct tree
-for ``both``. Nothing is fsynced here: :mod:`engine.wkd.publish` syncs the file system once before the
-atomic switch.
+go back to the parent. A worker sends each record as its file and its manifest entry as a file of this
+key alone, formatted there (:func:`entry_text`). The parent (:class:`TreeWriter`) appends them in input
+order to a temporary SQLite index beside the staging directory and spools the returned bytes to an
+unlinked temporary file (memory stays flat whatever the number of addresses). At the end it first
+rewrites the multi-key files (:meth:`TreeWriter.merge`: newest key first, then by fingerprint, the same
+bytes whichever worker won), then walks the index sorted by domain and hash for the manifest, taking
+the common file's entry as its worker made it, and hardlinks unchanged files of the previous version
+(``--incremental``) and the direct tree for ``both``. Nothing is fsynced here: :mod:`engine.wkd.publish`
+syncs the file system before the atomic switch.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import operator
 import os
 import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from json.decoder import scanstring
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,7 +34,7 @@ from engine.errors import InvalidArgument
 from engine.wkd.build import METHODS, Packed, Record
 from engine.wkd.validate import safe_name
 
-__all__ = ["Slot", "TreeWriter", "close_dirs", "write_records", "write_rows"]
+__all__ = ["Slot", "TreeWriter", "close_dirs", "entry_text", "write_records", "write_rows"]
 
 INDEX_PREFIX = ".wkd-index-"
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # as the manifest's
@@ -51,6 +55,21 @@ def _write_new(path: str | Path, data: bytes, dir_fd: int | None = None) -> None
 
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _overwrite(path: Path, data: bytes) -> None:
+    """Rewrite a file of the staging tree (nobody's yet: no atomic replace needed) in place and cut it
+    to its new length. No block is freed unless it shrinks past one: on ext4 freeing a written block
+    can wait for a discard (mount option ``discard``), and a rename over a file or a cut to zero
+    forces the new data out at once; either made each merge cost milliseconds after a sync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 def write_records(root: str, method: str, records: Iterable[Record]) -> list[Record]:
@@ -92,8 +111,9 @@ def write_rows(
     root: str, method: str, records: Iterable[tuple], out: Packed, dirs: dict[str, int] | None = None
 ) -> None:
     """:func:`write_records` for :func:`engine.wkd.build.select_packed`: ``records`` as tuples
-    ``(domain, hash, local, address, fingerprint, created, data, status)``; each one's index row is
-    appended to ``out`` (see :class:`engine.wkd.build.Packed`). ``dirs`` (domain -> open descriptor of
+    ``(domain, hash, local, address, fingerprint, created, data, status)``; each one's index row, with
+    its manifest entry as a file of one key (:func:`entry_text`), is appended to ``out`` (see
+    :class:`engine.wkd.build.Packed`). ``dirs`` (domain -> open descriptor of
     its ``hu`` folder) lets a caller keep the descriptors across calls and close them itself
     (:func:`close_dirs`); without it they are closed before returning."""
     own = dirs is None
@@ -106,19 +126,74 @@ def write_rows(
             if dfd is None:
                 dfd = dirs[domain] = _open_hu(root, method, domain)
             domains.add(domain)
+            kept = None
             try:
                 _write_new(hashed, data, dfd)
             except FileExistsError:  # another key for this address: the parent merges
                 out.unwritten.append(len(rows))
-                rows.append(
-                    (domain, hashed, local, address, fpr, created, len(data), status, "", 0, data, None)
-                )
-                continue
+                kept = data
             sha = hashlib.sha256(data).hexdigest()
-            rows.append((domain, hashed, local, address, fpr, created, len(data), status, sha, 1, None, None))
+            text = entry_text(method, domain, hashed, local, address, fpr, created, status, sha)
+            rows.append((domain, hashed, text, kept, None))
     finally:
         if own:
             close_dirs(dirs)
+
+
+def _paths(method: str, domain: str, hashed: str) -> dict[str, str]:
+    """Relative paths (under ``.well-known/openpgpkey``) of an address's file per method."""
+    out = {}
+    if method != "direct":
+        out["advanced"] = f"{domain}/hu/{hashed}"
+    if method != "advanced":
+        out["direct"] = f"hu/{hashed}"
+    return out
+
+
+_PATHS_JSON = {
+    "advanced": '"advanced": "{0}/hu/{1}"',
+    "direct": '"direct": "hu/{1}"',
+    "both": '"advanced": "{0}/hu/{1}", "direct": "hu/{1}"',
+}
+
+
+def entry_text(
+    method: str,
+    domain: str,
+    hashed: str,
+    local: str,
+    address: str,
+    fpr: str,
+    created: int,
+    status: str,
+    sha: str,
+) -> str:
+    """The manifest entry, as JSON text, of an address's file holding one key: exactly what ``json``
+    writes for :meth:`TreeWriter.entry` of its slot (formatted directly unless something needs escaping;
+    the address is ``ascii_lower(local)@domain``, so it needs escaping exactly when those do)."""
+    if _NEEDS_ESCAPE(address) is not None:
+        return _ENCODE({
+            "address": address, "domain": domain, "local": local, "hash": hashed, "fingerprints": [fpr],
+            "created": [created], "status": [status], "sha256": sha, "paths": _paths(method, domain, hashed),
+        })  # fmt: skip
+    paths = _PATHS_JSON[method].format(domain, hashed)
+    return (
+        f'{{"address": "{address}", "domain": "{domain}", "local": "{local}", "hash": "{hashed}", '
+        f'"fingerprints": ["{fpr}"], "created": [{int(created)}], "status": ["{status}"], '
+        f'"sha256": "{sha}", "paths": {{{paths}}}}}'
+    )
+
+
+_ADDRESS_AT = len('{"address": "')
+_SHA_KEY = '"sha256": "'
+
+
+def _address_and_sha(entry: str) -> tuple[str, str]:
+    """The address and file SHA-256 of an entry made by :func:`entry_text`, read without decoding it
+    all (a quote inside a value is escaped, so the ``"sha256": "`` key is found only where it is)."""
+    address = scanstring(entry, _ADDRESS_AT)[0]
+    at = entry.rindex(_SHA_KEY) + len(_SHA_KEY)
+    return address, entry[at : at + 64]
 
 
 def _open_hu(root: str, method: str, domain: str) -> int:
@@ -140,25 +215,36 @@ def close_dirs(dirs: dict[str, int]) -> None:
 
 @dataclass(slots=True)
 class Slot:
-    """One published file: the address, its keys (fingerprint, created, size) in file order, SHA-256."""
+    """One published file the parent finishes (several keys, or bytes it writes): the address, its keys
+    (fingerprint, created) and their status in file order, the file's SHA-256."""
 
     domain: str
     hash: str
     local: str
     address: str
-    keys: list[tuple[str, int, int]] = field(default_factory=list)
+    keys: list[tuple[str, int]] = field(default_factory=list)
     status: list[str] = field(default_factory=list)
     sha256: str = ""
     pieces: list[tuple[int, int] | None] | None = None  # per key: spool (offset, size), None: the file
     file_fpr: str = ""  # whose bytes the file holds ("" while no file)
 
 
-_SCHEMA = (
-    "CREATE TABLE rec (domain TEXT, hash TEXT, local TEXT, address TEXT, fpr TEXT, created INTEGER, "
-    "size INTEGER, status TEXT, sha256 TEXT, written INTEGER, off INTEGER, len INTEGER)"
-)
-_INSERT = "INSERT INTO rec VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+# One row per record: the address's file, the record's manifest entry as a file of one key
+# (:func:`entry_text`), and where its bytes are in the spool (NULL: a worker wrote them into the file).
+_SCHEMA = "CREATE TABLE rec (domain TEXT, hash TEXT, entry TEXT, off INTEGER, len INTEGER)"
+_INSERT = "INSERT INTO rec VALUES (?,?,?,?,?)"
 _SORTED = "SELECT * FROM rec ORDER BY domain, hash, rowid"
+# The files the parent writes (several keys, or bytes that came back) and their manifest entries.
+_TO_MERGE = (
+    "SELECT * FROM rec WHERE (domain, hash) IN (SELECT domain, hash FROM rec WHERE off IS NOT NULL) "
+    "ORDER BY domain, hash, rowid"
+)
+_MERGED_SCHEMA = (
+    "CREATE TABLE merged (domain TEXT, hash TEXT, entry TEXT, PRIMARY KEY (domain, hash)) WITHOUT ROWID"
+)
+_MERGED_INSERT = "INSERT INTO merged VALUES (?,?,?)"
+_MERGED_ENTRY = "SELECT entry FROM merged WHERE domain = ? AND hash = ?"
+_FILE = operator.itemgetter(0, 1)  # a row's file: (domain, hash)
 _FLUSH_EVERY = 512
 
 
@@ -166,8 +252,8 @@ class TreeWriter:
     """Collects the records of ``root`` (a staging ``openpgpkey`` directory) for ``method``.
 
     Records go to an append-only SQLite table in a temporary file beside ``root`` (removed by
-    :meth:`close`); :meth:`finish` reads them back sorted and grouped by file. ``previous`` maps a
-    relative file path of the old version to ``(sha256, absolute path)``; files whose new content has
+    :meth:`close`); :meth:`finish_entries` reads them back sorted and grouped by file. ``previous`` maps
+    a relative file path of the old version to ``(sha256, absolute path)``; files whose new content has
     the same SHA-256 are hardlinked from there.
     """
 
@@ -195,6 +281,8 @@ class TreeWriter:
             self._db.execute(f"PRAGMA {pragma}")
         self._db.execute(_SCHEMA)
         self._pending: list[tuple[object, ...]] = []
+        self._returned = 0  # records whose bytes came back (their file was taken): the merges to come
+        self._merged = False
         for d in domains:
             self._domain(d)
 
@@ -219,23 +307,6 @@ class TreeWriter:
             (self.root / domain / "policy").write_bytes(self.policy)
         self.domains.add(domain)
 
-    def add(self, rec: Record) -> None:
-        """Take one record (its bytes spooled unless a worker wrote its file)."""
-        self._domain(rec.domain)
-        off = length = None
-        if rec.written:
-            self.written += 1
-        else:
-            if self._spool is None:
-                self._spool = tempfile.TemporaryFile(dir=self.root.parent, prefix=".wkd-spool-")  # noqa: SIM115
-            off = self._spool.seek(0, os.SEEK_END)
-            self._spool.write(rec.data)
-            length = len(rec.data)
-        row = (rec.domain, rec.hash, rec.local, rec.address, rec.fingerprint, rec.created, rec.size)
-        self._pending.append((*row, rec.status, rec.sha256, int(rec.written), off, length))
-        if len(self._pending) >= _FLUSH_EVERY:
-            self._flush()
-
     def _flush(self) -> None:
         if self._pending:
             self._db.execute("BEGIN")
@@ -248,63 +319,49 @@ class TreeWriter:
         the bytes of unwritten records to the spool."""
         rows = packed.rows
         if not packed.domains <= self.domains:
-            for row in rows:  # in input order, as :meth:`add` meets them
+            for row in rows:  # in input order
                 self._domain(row[0])
         if packed.unwritten:
             rows = list(rows)  # the packed batch stays as it came
             if self._spool is None:
                 self._spool = tempfile.TemporaryFile(dir=self.root.parent, prefix=".wkd-spool-")  # noqa: SIM115
             for i in packed.unwritten:
-                row = rows[i]
-                data = row[10]
+                domain, hashed, text, data, _ = rows[i]
                 off = self._spool.seek(0, os.SEEK_END)
                 self._spool.write(data)
-                rows[i] = (*row[:10], off, len(data))
+                rows[i] = (domain, hashed, text, off, len(data))
         self.written += len(rows) - len(packed.unwritten)
+        self._returned += len(packed.unwritten)
         self._pending += rows
         if len(self._pending) >= _FLUSH_EVERY:
             self._flush()
 
-    def _groups(self) -> Iterator[list[tuple]]:
-        """The index rows sorted by (domain, hash), grouped by file."""
-        self._flush()
-        group: list[tuple] | None = None
-        for row in self._db.execute(_SORTED):
-            if group is not None:
-                first = group[0]
-                if row[1] == first[1] and row[0] == first[0]:
-                    group.append(row)
-                    continue
-                yield group
-            group = [row]
-        if group is not None:
-            yield group
-
     def _slot(self, group: list[tuple], skip: Callable[[str, str], None]) -> Slot:
-        """The slot of one file's rows; the same key twice is reported."""
-        domain, hashed, local, address, fpr, created, size, status, sha, written, off, length = group[0]
-        slot = Slot(domain, hashed, local, address, [(fpr, created, size)], [status], sha or "")
-        slot.file_fpr = fpr if written else ""
-        slot.pieces = None if written else [(off, length)]
-        for row in group[1:]:
-            domain, hashed, local, address, fpr, created, size, status, sha, written, off, length = row
+        """The slot of one file's rows (input order; each row's fields read back from its entry); the
+        same key twice is reported."""
+        slot: Slot | None = None
+        for domain, hashed, text, off, length in group:
+            e = json.loads(text)
+            fpr, created, status, written = e["fingerprints"][0], e["created"][0], e["status"][0], off is None
+            if slot is None:
+                slot = Slot(domain, hashed, e["local"], e["address"], [(fpr, created)], [status])
+                slot.sha256 = e["sha256"] if written else ""
+                slot.file_fpr = fpr if written else ""
+                slot.pieces = None if written else [(off, length)]
+                continue
             if slot.pieces is None:
                 slot.pieces = [None]
             if written:
                 slot.file_fpr = fpr
             if any(k[0] == fpr for k in slot.keys):
                 self.duplicates += 1
-                skip("same key twice", address)
+                skip("same key twice", e["address"])
                 continue
-            slot.keys.append((fpr, created, size))
+            slot.keys.append((fpr, created))
             slot.status.append(status)
             slot.pieces.append(None if written else (off, length))
+        assert slot is not None
         return slot
-
-    def _slots(self, skip: Callable[[str, str], None]) -> Iterator[Slot]:
-        """The index grouped by file, sorted by (domain, hash); the same key twice is reported."""
-        for group in self._groups():
-            yield self._slot(group, skip)
 
     def _merge(self, slot: Slot) -> None:
         """Rewrite a file from its kept pieces: newest key first (then by fingerprint)."""
@@ -323,16 +380,14 @@ class TreeWriter:
         parts.sort(key=lambda p: (p[0], p[1]))
         data = b"".join(p[2] for p in parts)
         slot.keys, slot.status, slot.pieces = [p[3] for p in parts], [p[4] for p in parts], None
-        tmp = path.with_name(f".{slot.hash}.merge")
-        _write_new(tmp, data)
-        os.replace(tmp, path)
+        _overwrite(path, data)
         self.written += 0 if slot.file_fpr else 1
         slot.sha256 = hashlib.sha256(data).hexdigest()
 
-    def _reuse(self, slot: Slot) -> None:
-        rel = self._rel(slot.domain, slot.hash)
+    def _reuse(self, domain: str, hashed: str, sha256: str) -> None:
+        rel = self._rel(domain, hashed)
         old = self.previous.get(rel)
-        if old is None or old[0] != slot.sha256:
+        if old is None or old[0] != sha256:
             return
         tmp = self.root / f"{rel}.link"
         try:
@@ -343,60 +398,63 @@ class TreeWriter:
         self.reused += 1
         self.written -= 1
 
-    def _finish_slot(self, slot: Slot) -> None:
-        if slot.pieces is not None:
-            self._merge(slot)
+    def _finish_file(self, domain: str, hashed: str, sha256: str) -> None:
+        """Reuse the previous version's file when unchanged; link the direct tree (``both``)."""
         if self.previous:
-            self._reuse(slot)
+            self._reuse(domain, hashed, sha256)
         if self.method == "both":
-            os.link(self.root / self._rel(slot.domain, slot.hash), self.root / "hu" / slot.hash)
-        self.addresses += 1
+            os.link(self.root / self._rel(domain, hashed), self.root / "hu" / hashed)
 
-    def finish(self, skip: Callable[[str, str], None] = lambda reason, what: None) -> Iterator[Slot]:
-        """Merge multi-key files, reuse unchanged ones, link the direct tree; yields the slots sorted by
-        domain and hash, one at a time (consume them all); ``skip(reason, address)`` hears of dropped
-        duplicates."""
-        for slot in self._slots(skip):
-            self._finish_slot(slot)
-            yield slot
+    def merge(self, skip: Callable[[str, str], None] = lambda reason, what: None) -> None:
+        """Write the files the workers could not (several keys for one address: newest key first, then
+        by fingerprint), before the tree is synced; their manifest entries wait in the index for
+        :meth:`finish_entries`. ``skip(reason, address)`` hears of dropped duplicates. Once only."""
+        if self._merged:
+            return
+        self._merged = True
+        self._flush()
+        if not self._returned:  # every file written by a worker: nothing to merge
+            return
+        self._db.execute(_MERGED_SCHEMA)
+        entries: list[tuple[str, str, str]] = []
+        for _, rows in itertools.groupby(self._db.execute(_TO_MERGE), _FILE):
+            slot = self._slot(list(rows), skip)
+            self._merge(slot)
+            entries.append((slot.domain, slot.hash, _ENCODE(self.entry(slot))))
+            if len(entries) >= _FLUSH_EVERY:
+                self._db.executemany(_MERGED_INSERT, entries)
+                entries.clear()
+        self._db.executemany(_MERGED_INSERT, entries)
 
     def finish_entries(
-        self, skip: Callable[[str, str], None] = lambda reason, what: None, chunk: int = 128
-    ) -> Iterator[list[tuple[str, str, str]]]:
-        """:meth:`finish` yielding lists of up to ``chunk`` ``(address, sha256, manifest entry as JSON)``
-        in slot order: the common file (one key, written by a worker, nothing to reuse or link) goes
-        without a :class:`Slot` and its entry is formatted directly, the text ``json`` writes for
-        :meth:`entry`."""
-        self._flush()
-        simple = not self.previous and self.method != "both"
-        advanced = self.method == "advanced"
-        out: list[tuple[str, str, str]] = []
-        group: list[tuple] = []
-        for row in itertools.chain(self._db.execute(_SORTED), ((None, None),)):
-            if group:
-                first = group[0]
-                if row[1] == first[1] and row[0] == first[0]:
-                    group.append(row)
-                    continue
-                # the address is ``ascii_lower(local)@domain`` (normalize_address): it needs escaping
-                # exactly when the local part or the domain does
-                if simple and len(group) == 1 and first[9] and _NEEDS_ESCAPE(first[3]) is None:
-                    domain, hashed, local, address, fpr, created, _, status, sha = first[:9]
-                    path = f'"advanced": "{domain}/hu/{hashed}"' if advanced else f'"direct": "hu/{hashed}"'
-                    out.append((address, sha, (
-                        f'{{"address": "{address}", "domain": "{domain}", "local": "{local}", "hash": "{hashed}", '
-                        f'"fingerprints": ["{fpr}"], "created": [{int(created)}], "status": ["{status}"], '
-                        f'"sha256": "{sha}", "paths": {{{path}}}}}'
-                    )))  # fmt: skip
-                    self.addresses += 1
-                else:
-                    slot = self._slot(group, skip)
-                    self._finish_slot(slot)
-                    out.append((slot.address, slot.sha256, _ENCODE(self.entry(slot))))
-                if len(out) >= chunk:
-                    yield out
-                    out = []
-            group = [row]
+        self,
+        skip: Callable[[str, str], None] = lambda reason, what: None,
+        see: Callable[[str, str], None] | None = None,
+        chunk: int = 128,
+    ) -> Iterator[list[str]]:
+        """:meth:`merge` (unless done), reuse unchanged files, link the direct tree; yields the manifest
+        entries as JSON text sorted by domain and hash, in lists of up to ``chunk`` (consume them all).
+        ``see(address, sha256)`` hears of each entry. A file of one key written by a worker keeps the
+        entry its worker formatted."""
+        self.merge(skip)
+        plain = see is None and not self.previous and self.method != "both"
+        out: list[str] = []
+        for (domain, hashed), rows in itertools.groupby(self._db.execute(_SORTED), _FILE):
+            group = list(rows)
+            if len(group) == 1 and group[0][3] is None:
+                text = group[0][2]
+            else:  # a file :meth:`merge` wrote
+                text = self._db.execute(_MERGED_ENTRY, (domain, hashed)).fetchone()[0]
+            if not plain:
+                address, sha256 = _address_and_sha(text)
+                self._finish_file(domain, hashed, sha256)
+                if see is not None:
+                    see(address, sha256)
+            out.append(text)
+            self.addresses += 1
+            if len(out) >= chunk:
+                yield out
+                out = []
         if out:
             yield out
 
@@ -424,9 +482,4 @@ class TreeWriter:
 
     def paths(self, slot: Slot) -> dict[str, str]:
         """Relative paths (under ``.well-known/openpgpkey``) of a slot per method."""
-        out = {}
-        if self.method != "direct":
-            out["advanced"] = f"{slot.domain}/hu/{slot.hash}"
-        if self.method != "advanced":
-            out["direct"] = f"hu/{slot.hash}"
-        return out
+        return _paths(self.method, slot.domain, slot.hash)
