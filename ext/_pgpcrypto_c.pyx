@@ -181,14 +181,8 @@ cdef int _agree(_Buf secret, _Buf recipient, uint8_t *shared, uint8_t *eph) exce
 
 
 def ecdh25519_pkesks(recipient, param, head, int kdf_hash, int kek_size, cipher, keys, secrets) -> list:
-    """One PKESK packet of legacy ECDH on Curve25519 (RFC 9580 section 11.5) per session key of ``keys``.
-
-    Each with its own ephemeral X25519 secret from ``secrets`` (32 octets each, one per key) agreed
-    with ``recipient`` (its raw 32-octet public key); the KEK is ``Hash(00 00 00 01 || Z || param)``
-    (``kdf_hash``: 8, 9 or 10 for SHA-256/384/512) cut to ``kek_size`` octets; the wrapped frame is
-    ``[cipher] key checksum`` PKCS#5-padded (``cipher`` None: no cipher octet, as in a v6 PKESK).
-    ``head`` is the packet body up to its algorithm octet. ValueError on bad sizes or a low-order
-    ``recipient`` (an all-zero shared secret)."""
+    """:func:`engine._pgpcrypto_py.ecdh25519_pkesks` (documented there): X25519 through PyNaCl's libsodium,
+    the KDF, key wrap and packet framing in C."""
     cdef _Buf r = _Buf(recipient), prm = _Buf(param), hd = _Buf(head), k, sec
     cdef list ks = list(keys), ss = list(secrets), outs = []
     cdef uint8_t shared[32]
