@@ -83,10 +83,16 @@ class Report:
         self.sha256.append(sha256)
         self._outcome_of.append(outcome)
         if outcome in _LISTED:  # carried over unchanged: listed with the reason
-            self.failures.append(
-                {"index": index, "file": file, "offset": offset, "class": mail_class, "outcome": outcome,
-                 "reason": reason}
-            )  # fmt: skip
+            self._list(index, file, offset, mail_class, outcome, reason)
+
+    def _list(
+        self, index: int, file: str, offset: int, mail_class: str, outcome: str, reason: str | None
+    ) -> None:
+        """A message carried over unchanged, in ``failures`` with its reason."""
+        self.failures.append(
+            {"index": index, "file": file, "offset": offset, "class": mail_class, "outcome": outcome,
+             "reason": reason}
+        )  # fmt: skip
 
     def count_many(
         self,
@@ -112,10 +118,7 @@ class Report:
         if not set(_LISTED).isdisjoint(outcomes):
             for i, outcome in enumerate(outcomes):
                 if outcome in _LISTED:
-                    self.failures.append(
-                        {"index": first + i, "file": file, "offset": offsets[i], "class": classes[i],
-                         "outcome": outcome, "reason": reasons[i]}
-                    )  # fmt: skip
+                    self._list(first + i, file, offsets[i], classes[i], outcome, reasons[i])
 
     def count_record(self, r: Mapping[str, Any]) -> None:
         """Count one message from its per-message record (a line of ``DST.journal-records``)."""
