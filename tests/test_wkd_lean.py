@@ -303,3 +303,18 @@ def test_packed_batch_writes_what_select_one_selects(tmp_path: Path) -> None:
         else:
             assert i not in out.unwritten and row[3] is None and path.read_bytes() == rec.data
         seen.add(rec.hash)
+
+
+@pytest.mark.parametrize(
+    ("created", "lifetime", "at", "expected"),
+    [(100, 10, 99, False), (100, 10, 100, True), (100, 10, 109, True), (100, 10, 110, False),
+     (100, 0, 10**9, True), (100, None, 10**9, True), (100, None, 99, False)],
+)  # fmt: skip
+def test_live_ends_where_signature_expired_at_begins(
+    created: int, lifetime: int | None, at: int, expected: bool
+) -> None:
+    """``lean.live`` (signatures, subkey expiry) uses the reference's bounds: valid from ``created``,
+    expired from ``created + lifetime`` on (``Signature.expired_at``); no lifetime: for ever."""
+    from engine.wkd.lean import live
+
+    assert live(created, lifetime, at) is expected

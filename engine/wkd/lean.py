@@ -109,7 +109,13 @@ class Sig:
         ) = fields  # fmt: skip
 
     def live(self, at: int) -> bool:
-        return self.created <= at and not (self.expires and at >= self.created + self.expires)
+        return live(self.created, self.expires, at)
+
+
+def live(created: int, lifetime: int | None, at: int) -> bool:
+    """Whether something created at ``created`` and valid for ``lifetime`` seconds (0 or None: for ever)
+    is valid at ``at``: a signature with its expiration, a key with its key expiration."""
+    return created <= at and not (lifetime and at >= created + lifetime)
 
 
 _PLAIN_ALGOS = (A.RSA, A.RSA_SIGN_ONLY, A.EDDSA_LEGACY)

@@ -25,6 +25,7 @@ from engine.wkd.lean import (
     _clock,
     binding_suffix,
     certification_suffix,
+    live,
     packet,
     revoked_at,
 )
@@ -99,8 +100,8 @@ def _uid_revoked(c: LeanCert, u: _Uid, at: int) -> bool:
 
 
 def _newest(sigs: list[Sig], at: int) -> Sig | None:
-    live = [s for s in sigs if s.live(at)]
-    return max(live, key=lambda s: s.created) if live else None
+    current = [s for s in sigs if s.live(at)]
+    return max(current, key=lambda s: s.created) if current else None
 
 
 def _expires(c: LeanCert, uids: list[_Uid], direct: list[Sig], at: int) -> int | None:
@@ -147,9 +148,7 @@ def _subkeys(c: LeanCert, at: int) -> list[bytes]:
             if s.live(at) and c.verify(s, data):
                 binding = s
                 break
-        if binding is None or created > at:
-            continue
-        if binding.key_exp and at >= created + binding.key_exp:
+        if binding is None or not live(created, binding.key_exp, at):
             continue
         if len(sigs) > 1 and revoked_at([s for s in sigs if s.type == _SUB_REV and c.verify(s, data)], at):
             continue  # (a single signature is the binding: nothing revokes)
@@ -278,7 +277,7 @@ def select_fast(
                 spent += _clock() - t
             if not ok:
                 problem = "no valid self-signature"
-            elif sig_created > now or (expires and now >= sig_created + expires):
+            elif not live(sig_created, expires, now):
                 problem = "self-signature expired or not yet valid"
         if problem:
             left.append((problem, where[2]))
@@ -290,10 +289,8 @@ def select_fast(
         return [], fpr, created, left, parse, spent
     subs = []
     for check, sub_created, sig_created, expires, key_exp, packets in subkeys:
-        if check is None or sig_created > now or (expires and now >= sig_created + expires):
-            continue  # no binding live now (the outcome does not depend on the order of these checks)
-        if sub_created > now or (key_exp and now >= sub_created + key_exp):
-            continue
+        if check is None or not live(sig_created, expires, now) or not live(sub_created, key_exp, now):
+            continue  # no binding live now, or the subkey not valid (the order of these checks is free)
         t = _clock()
         ok = verify(check, key)
         spent += _clock() - t
