@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from engine.openpgp.packet import packet_header
 from engine.openpgp.userid import _ANGLE, _BARE
 
 __all__ = [
@@ -366,14 +367,6 @@ def _plain_address(u: bytes) -> tuple[str, str, str] | None:
     return text, low, f"{local.translate(_ASCII_LOWER).decode()}@{low}"
 
 
-def _header(tag: int, n: int) -> bytes:
-    if n < 192:
-        return bytes((0xC0 | tag, n))
-    if n < 8384:
-        return bytes((0xC0 | tag, ((n - 192) >> 8) + 192, (n - 192) & 0xFF))
-    return bytes((0xC0 | tag, 0xFF)) + n.to_bytes(4, "big")
-
-
 class _Key:
     """The primary key's parts :func:`_check` needs."""
 
@@ -468,7 +461,7 @@ def plain_cert(data: bytes, known: bytes) -> tuple | None:
             if f[6] is not None:
                 return None
             check = _check(key, s, f, b"\xb4" + len(uid).to_bytes(4, "big") + uid)
-        packets = _header(13, len(uid)) + uid + _header(2, len(s)) + s
+        packets = packet_header(13, len(uid)) + uid + packet_header(2, len(s)) + s
         out_uids.append((_plain_address(uid), uid, check, f[4], f[5], f[7], packets))
     out_subs = []
     for sub, sigs, fields in subkeys:
@@ -478,7 +471,7 @@ def plain_cert(data: bytes, known: bytes) -> tuple | None:
             return None
         s, f = sigs[0], fields[0]
         check = _check(key, s, f, b"\x99" + len(sub).to_bytes(2, "big") + sub) if f[0] == 0x18 else None
-        packets = _header(14, len(sub)) + sub + _header(2, len(s)) + s
+        packets = packet_header(14, len(sub)) + sub + packet_header(2, len(s)) + s
         out_subs.append((check, int.from_bytes(sub[1:5], "big"), f[4], f[5], f[6] or 0, packets))
     fpr = key.fpr.hex().upper()
-    return fpr, created, material, _header(6, len(body)) + body, out_uids, out_subs
+    return fpr, created, material, packet_header(6, len(body)) + body, out_uids, out_subs
