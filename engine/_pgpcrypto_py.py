@@ -89,18 +89,14 @@ def aes_key_unwrap(kek: Any, wrapped: Any) -> bytes:
 _KDF_HASHES = {8: hashlib.sha256, 9: hashlib.sha384, 10: hashlib.sha512}
 
 
-def _pkesk_header(length: int) -> bytes:
-    """New-format header of a PKESK (tag 1) body of ``length`` octets (< 8384)."""
-    if length < 192:
-        return bytes((0xC1, length))
-    return bytes((0xC1, ((length - 192) >> 8) + 192, (length - 192) & 0xFF))
-
-
 def _ecdh25519_pkesk(
     recipient: bytes, param: bytes, head: bytes, kdf_hash: int, kek_size: int, cipher: int | None, key: bytes,
     secret: bytes,
 ) -> bytes:  # fmt: skip
     from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
+
+    from engine.openpgp.ecdh import session_key_frame
+    from engine.openpgp.packet import packet_header
 
     if len(secret) != 32:
         raise ValueError("an X25519 ephemeral secret is 32 octets")
@@ -111,11 +107,9 @@ def _ecdh25519_pkesk(
     except Exception:  # nacl.exceptions.RuntimeError: the all-zero output of a low-order point
         raise ValueError("X25519 key agreement failed: all-zero shared secret") from None
     kek = _KDF_HASHES[kdf_hash](b"\x00\x00\x00\x01" + shared + param).digest()[:kek_size]
-    frame = (b"" if cipher is None else bytes((cipher,))) + key + (sum(key) & 0xFFFF).to_bytes(2, "big")
-    pad = 8 - len(frame) % 8
-    wrapped = aes_key_wrap(kek, frame + bytes((pad,)) * pad)
+    wrapped = aes_key_wrap(kek, session_key_frame(key, cipher))
     body = head + b"\x01\x07\x40" + crypto_scalarmult_base(secret) + bytes((len(wrapped),)) + wrapped
-    return _pkesk_header(len(body)) + body
+    return packet_header(1, len(body)) + body
 
 
 def ecdh25519_pkesks(
