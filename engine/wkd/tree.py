@@ -150,6 +150,24 @@ def _paths(method: str, domain: str, hashed: str) -> dict[str, str]:
     return out
 
 
+def _entry(
+    method: str, domain: str, hashed: str, local: str, address: str, keys: list[tuple[str, int]],
+    status: list[str], sha: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The manifest entry of an address's file: its keys ``(fingerprint, created)`` in file order."""
+    return {
+        "address": address,
+        "domain": domain,
+        "local": local,
+        "hash": hashed,
+        "fingerprints": [k[0] for k in keys],
+        "created": [k[1] for k in keys],
+        "status": status,
+        "sha256": sha,
+        "paths": _paths(method, domain, hashed),
+    }
+
+
 _PATHS_JSON = {
     "advanced": '"advanced": "{0}/hu/{1}"',
     "direct": '"direct": "hu/{1}"',
@@ -172,10 +190,7 @@ def entry_text(
     writes for :meth:`TreeWriter.entry` of its slot (formatted directly unless something needs escaping;
     the address is ``ascii_lower(local)@domain``, so it needs escaping exactly when those do)."""
     if _NEEDS_ESCAPE(address) is not None:
-        return _ENCODE({
-            "address": address, "domain": domain, "local": local, "hash": hashed, "fingerprints": [fpr],
-            "created": [created], "status": [status], "sha256": sha, "paths": _paths(method, domain, hashed),
-        })  # fmt: skip
+        return _ENCODE(_entry(method, domain, hashed, local, address, [(fpr, created)], [status], sha))
     paths = _PATHS_JSON[method].format(domain, hashed)
     return (
         f'{{"address": "{address}", "domain": "{domain}", "local": "{local}", "hash": "{hashed}", '
@@ -460,17 +475,8 @@ class TreeWriter:
 
     def entry(self, slot: Slot) -> dict[str, Any]:
         """The manifest entry of a finished slot."""
-        return {
-            "address": slot.address,
-            "domain": slot.domain,
-            "local": slot.local,
-            "hash": slot.hash,
-            "fingerprints": [k[0] for k in slot.keys],
-            "created": [k[1] for k in slot.keys],
-            "status": slot.status,
-            "sha256": slot.sha256,
-            "paths": self.paths(slot),
-        }
+        return _entry(self.method, slot.domain, slot.hash, slot.local, slot.address, slot.keys, slot.status,
+                      slot.sha256)  # fmt: skip
 
     def close(self) -> None:
         """Drop the index and the spool (idempotent)."""
