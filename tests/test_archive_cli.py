@@ -271,10 +271,11 @@ def test_verify_hashes_each_stored_entry_between_scanned_boundaries(tmp_path: Pa
     """For an mbox, ``--verify``'s re-read hashes each message's stored entry between the boundaries an
     independent scan finds: it passes on what was written and names a changed byte or a split message."""
     from engine.mail.mbox import entry
+    from engine.scheduler.sink import segment_hash
 
     raws = [b"From: a@example.org\nSubject: %d\n\nbody\n>From here\nFrom there\n" % i for i in range(4)]
     chunks = [entry(raw, b"From x@y Thu Jan  1 00:00:00 1970\n") for raw in raws]
-    records = [{"i": i, "wsha": _sha(c), "reason": None} for i, c in enumerate(chunks)]
+    records = [{"i": i, "wsha": segment_hash.digest(c).hex(), "reason": None} for i, c in enumerate(chunks)]
     out = tmp_path / "out.mbox"
     out.write_bytes(b"".join(chunks))
     assert verify_output(out, "mbox", records)["ok"]

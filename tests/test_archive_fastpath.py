@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 
@@ -14,13 +13,13 @@ from engine.mail.pgpmime import unwrap, wrap
 from engine.openpgp import keygen
 from engine.scheduler import AppendFile, ResumeRefused
 from engine.scheduler.journal import START, Position
-from engine.scheduler.sink import segment_entry
+from engine.scheduler.sink import segment_entry, segment_hash
 
 
 def _written(path: Path, chunks: list[bytes]) -> tuple[Position, list[tuple[int, bytes]]]:
     f = AppendFile(path, segmented=True)
     f.rewind(START)
-    segs = [(len(c), hashlib.sha256(c).digest()) for c in chunks]
+    segs = [(len(c), segment_hash.digest(c)) for c in chunks]
     f.write_segments([b"".join(chunks)], [segment_entry(n, s) for n, s in segs])
     offset, digest = f.checkpoint()
     f.close()
@@ -106,7 +105,7 @@ def test_shards_are_private_copied_in_order_reused_and_removed(tmp_path: Path) -
     assert not list(tmp_path.glob("out.mbox.shard-*"))
     expected += later[0].chunk
     assert sink.partial.read_bytes() == expected and offset == len(expected)
-    segs = [(len(p.chunk), hashlib.sha256(p.chunk).digest()) for b in [*batches, later] for p in b]
+    segs = [(len(p.chunk), segment_hash.digest(p.chunk)) for b in [*batches, later] for p in b]
     AppendFile(sink.partial, segmented=True).rewind(Position(8, offset, digest), segs)  # digest as usual
     to_shard(str(dst), batches[0])  # a shard left by a killed run: gone at the next rewind or close
     sink.close()
@@ -119,14 +118,14 @@ def test_shards_are_private_copied_in_order_reused_and_removed(tmp_path: Path) -
 )
 def test_mbox_record_equals_the_json_reference(reason: str | None) -> None:
     """``Processed.mbox`` writes its record from a template (the worker's hot path): the bytes must equal
-    what ``json.dumps`` makes of :meth:`Processed._record` plus the chunk's length and SHA-256."""
+    what ``json.dumps`` makes of :meth:`Processed._record` plus the chunk's length and segment digest."""
     from engine.mail.item import MailItem
     from engine.mail.sinks import Processed, _line
 
     raw = b"From: a\n\nbody\nFrom here\n"
     item = MailItem(12, b"", b"From x Thu Jan  1 00:00:00 1970\n", 345, 'dir/"mail".mbox')
     p = Processed.mbox(item, raw, "plain", "copied", "ab" * 32, 99, reason, "cd" * 32)
-    want = _line(p._record(None, len(raw)) | {"w": len(p.chunk), "wsha": hashlib.sha256(p.chunk).hexdigest()})
+    want = _line(p._record(None, len(raw)) | {"w": len(p.chunk), "wsha": segment_hash.digest(p.chunk).hex()})
     assert p.record == want
 
 
@@ -231,7 +230,7 @@ def test_batch_mbox_entries_equal_one_by_one(tmp_path: Path, sharded: bool) -> N
         size = int.from_bytes(b.entry[:8], "big")
         chunk = Path(b.shard).read_bytes()[b.at : b.at + size] if sharded else b.chunk
         assert len(chunk) == size
-        assert b.entry == segment_entry(len(chunk), hashlib.sha256(chunk).digest())
+        assert b.entry == segment_entry(len(chunk), segment_hash.digest(chunk))
         rb, rs = json.loads(b.record), json.loads(s.record)
         assert {**rb, "out": 0, "w": 0, "wsha": ""} == {**rs, "out": 0, "w": 0, "wsha": ""}
         assert rb["w"] == len(chunk) and (rb["wsha"] == rs["wsha"]) == (b.outcome != "encrypted")

@@ -24,6 +24,7 @@ from engine.mail.headers import Field, iter_fields, parse_head, split_header
 from engine.mail.item import MailItem
 from engine.mail.pgpmime import wrap
 from engine.mail.sinks import Processed, to_shard
+from engine.scheduler.sink import segment_hash
 from tests import mailgen
 
 KERNELS = _native.implementations("mailpass")
@@ -253,7 +254,7 @@ def test_processed_built_without_init_equals_the_dataclass() -> None:
     assert p == by_init and list(vars(p)) == list(vars(by_init))
     assert pickle.dumps(p) == pickle.dumps(by_init) and hash(p) == hash(by_init)
     assert p.chunk == b"From x Thu Jan  1 00:00:00 1970\nFrom: a\n\n>From b\n\n"
-    assert p.entry == len(p.chunk).to_bytes(8, "big") + hashlib.sha256(p.chunk).digest()
+    assert p.entry == len(p.chunk).to_bytes(8, "big") + segment_hash.digest(p.chunk)
 
 
 def test_to_shard_results_equal_the_dataclass(tmp_path: Path) -> None:

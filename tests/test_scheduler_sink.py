@@ -5,7 +5,6 @@ any offset (block-aligned or not)."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import random
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from engine.scheduler import sink as sink_mod
 from engine.scheduler.journal import START, Position
-from engine.scheduler.sink import AppendFile, segment_entry
+from engine.scheduler.sink import AppendFile, segment_entry, segment_hash
 
 MODES = ["direct", "page-cache", "refused"]
 
@@ -83,15 +82,13 @@ def test_appends_from_memory_and_files_checkpoint_and_resume(tmp_path: Path, mod
             assert f._app is not None and f._app.dfd is not None
         for piece in _pieces(rng, 12):
             if rng.random() < 0.5:
-                f.write_segments([piece], [segment_entry(len(piece), hashlib.sha256(piece).digest())])
+                f.write_segments([piece], [segment_entry(len(piece), segment_hash.digest(piece))])
             else:  # from a file, at an offset inside it
                 pad = rng.randrange(0, 5000)
                 shard.write_bytes(rng.randbytes(pad) + piece + b"tail")
-                f.append_from(
-                    shard, pad, len(piece), [segment_entry(len(piece), hashlib.sha256(piece).digest())]
-                )
+                f.append_from(shard, pad, len(piece), [segment_entry(len(piece), segment_hash.digest(piece))])
             expected += piece
-            segments.append((len(piece), hashlib.sha256(piece).digest()))
+            segments.append((len(piece), segment_hash.digest(piece)))
             if rng.random() < 0.3:
                 offset, _ = f.checkpoint()
                 assert offset == len(expected) and out.read_bytes() == expected
@@ -99,7 +96,7 @@ def test_appends_from_memory_and_files_checkpoint_and_resume(tmp_path: Path, mod
         assert offset == len(expected) and out.read_bytes() == expected
         position = Position(len(segments), offset, digest)
         extra = rng.randbytes(rng.randrange(1, 9000))
-        f.write_segments([extra], [segment_entry(len(extra), hashlib.sha256(extra).digest())])
+        f.write_segments([extra], [segment_entry(len(extra), segment_hash.digest(extra))])
         f.close()  # written, not checkpointed: the next rewind cuts it
         assert out.read_bytes() == expected + extra, round_
     f = AppendFile(out, segmented=True)
@@ -115,7 +112,7 @@ def test_direct_false_writes_through_the_page_cache(tmp_path: Path) -> None:
     f.rewind(START)
     assert f._app is not None and f._app.dfd is None and f._app.buf is None
     chunks = [b"one\n", b"two" * 3000, b"three\n"]
-    f.write_segments(chunks, [segment_entry(len(c), hashlib.sha256(c).digest()) for c in chunks])
+    f.write_segments(chunks, [segment_entry(len(c), segment_hash.digest(c)) for c in chunks])
     offset, _ = f.checkpoint()
     f.close()
     assert (tmp_path / "out").read_bytes() == b"".join(chunks) and offset == len(b"".join(chunks))

@@ -5,7 +5,8 @@ Output goes to ``DST.partial`` (a file or a folder, mode 0600/0700) and a per-me
 each checkpoint before the journal commits. Rewinding to a journaled position keeps exactly the first
 ``items`` messages: an mbox is truncated to the journaled offset after its prefix is checked against the
 journaled digest (a segmented :class:`~engine.scheduler.AppendFile`: one segment per message, whose
-length and SHA-256, computed by the worker that built it, are in its record); in a Maildir or .eml folder, whose files are
+length and segment digest (``w``, ``wsha``: XXH3-128, see :data:`~engine.scheduler.sink.segment_hash`),
+computed by the worker that built it, are in its record); in a Maildir or .eml folder, whose files are
 idempotent per name, every file not named in the kept records is removed. Generated Maildir names carry a
 stamp kept in the journal's digest field, so a resumed run names messages as the first run did.
 
@@ -23,7 +24,6 @@ fresh or resumed) and :meth:`~ArchiveSink.close`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -48,7 +48,7 @@ from engine.mail.report import Report
 from engine.mail.source import sink_format
 from engine.scheduler import AppendFile, Failed, Position, ResumeRefused
 from engine.scheduler.journal import fsync_dir
-from engine.scheduler.sink import segment_entry
+from engine.scheduler.sink import SEGMENT_ENTRY_SIZE, segment_entry, segment_hash
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,15 @@ class Processed:
         # unless quoted there) come only lines we wrote (MIME, armor): nothing to quote, nothing to scan.
         generated = raw.find(GENERATED_MARK, 0, 1 << 16) + 1 if outcome == "encrypted" else -1
         chunk = mbox_entry(raw, item.separator_line, generated)
-        sha = hashlib.sha256(chunk).digest()
+        digest = segment_hash.digest(chunk)  # the segment digest of the entry
         record = _RECORD % (
             item.index, _json(mail_class), _json(outcome), _json(sha256), _json(out_sha256), bytes_in,
-            len(raw), _json(item.source), item.offset, _json(reason), len(chunk), sha.hex(),
+            len(raw), _json(item.source), item.offset, _json(reason), len(chunk), digest.hex(),
         )  # same bytes as _line(self._record(None, len(raw)) | {"w": ..., "wsha": ...})
         return _built({
             "item": item, "mail_class": mail_class, "outcome": outcome, "sha256": sha256, "bytes_in": bytes_in,
             "source": item.source, "offset": item.offset, "reason": reason, "out_sha256": out_sha256,
-            "chunk": chunk, "entry": segment_entry(len(chunk), sha), "record": record.encode(), "shard": "", "at": 0,
+            "chunk": chunk, "entry": segment_entry(len(chunk), digest), "record": record.encode(), "shard": "", "at": 0,
         })  # fmt: skip
 
     @staticmethod
@@ -115,19 +115,19 @@ class Processed:
         tuple of pieces (the big armored block not copied) for :func:`to_shard`, which must follow."""
         outer, top, block, tail = parts
         pieces = entry_pieces(outer, (top, block, tail), item.separator_line)
-        h = hashlib.sha256(pieces[0])
+        h = segment_hash.new(pieces[0])
         h.update(pieces[1])
         h.update(pieces[2])
-        sha = h.digest()
+        digest = h.digest()
         w = len(pieces[0]) + len(pieces[1]) + len(pieces[2])
         record = _RECORD % (
             item.index, _json(mail_class), '"encrypted"', _json(sha256), '""', bytes_in,
-            len(outer) + len(top) + len(block) + len(tail), _json(item.source), item.offset, "null", w, sha.hex(),
+            len(outer) + len(top) + len(block) + len(tail), _json(item.source), item.offset, "null", w, digest.hex(),
         )  # as Processed.mbox  # fmt: skip
         return _built({
             "item": item, "mail_class": mail_class, "outcome": "encrypted", "sha256": sha256, "bytes_in": bytes_in,
             "source": item.source, "offset": item.offset, "reason": None, "out_sha256": "",
-            "chunk": b"".join(pieces) if joined else tuple(pieces), "entry": segment_entry(w, sha),
+            "chunk": b"".join(pieces) if joined else tuple(pieces), "entry": segment_entry(w, digest),
             "record": record.encode(), "shard": "", "at": 0,
         })  # fmt: skip
 
@@ -239,6 +239,9 @@ def _write_all(fd: int, chunks: list[bytes | memoryview]) -> None:
                 rest = rest[os.write(fd, rest) :]
 
 
+_ENTRY = SEGMENT_ENTRY_SIZE  # bytes of a message's segment entry (its length, its segment digest)
+
+
 class ShardBatch(Sequence[Processed]):
     """A batch's mbox results whose chunks lie one after another in one shard file (:func:`to_shard`),
     packed for the trip back to the parent (:func:`pack_shard_batch`): a few columns instead of a
@@ -286,8 +289,8 @@ class ShardBatch(Sequence[Processed]):
             "item": item, "mail_class": self.classes[i], "outcome": self.outcomes[i],
             "sha256": self.sha256[64 * i : 64 * i + 64], "bytes_in": bytes_in, "source": self.source,
             "offset": offset, "reason": self.reasons[i], "out_sha256": "", "chunk": b"",
-            "entry": self.entries[40 * i : 40 * i + 40], "record": self.records[begin:end], "shard": self.shard,
-            "at": at,
+            "entry": self.entries[_ENTRY * i : _ENTRY * i + _ENTRY], "record": self.records[begin:end],
+            "shard": self.shard, "at": at,
         })  # fmt: skip
 
     @property
@@ -298,7 +301,7 @@ class ShardBatch(Sequence[Processed]):
     @property
     def length(self) -> int:
         """Bytes of the batch's chunks in the shard, from :attr:`at`."""
-        return self.numbers[-2] + int.from_bytes(self.entries[-40:-32], "big") - self.numbers[3]
+        return self.numbers[-2] + int.from_bytes(self.entries[-_ENTRY : -_ENTRY + 8], "big") - self.numbers[3]
 
 
 def pack_shard_batch(results: list[Any]) -> ShardBatch | list[Any]:
@@ -315,7 +318,7 @@ def pack_shard_batch(results: list[Any]) -> ShardBatch | list[Any]:
             return results
         item = p.item
         if (
-            p.shard != shard or p.at != at or p.chunk or p.out_sha256 or len(p.entry) != 40
+            p.shard != shard or p.at != at or p.chunk or p.out_sha256 or len(p.entry) != _ENTRY
             or len(p.sha256) != 64 or not p.sha256.isascii() or p.source != source
             or type(item) is not MailItem or item.index != first + i or item.raw or item.truncated
             or item.name is not None or item.subdir is not None or item.source != source or item.offset != p.offset

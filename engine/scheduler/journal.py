@@ -12,6 +12,10 @@ either intact, absent, cut short or garbage (a file extended but not yet written
 longest prefix of lines that end in a newline and match their checksum, and before appending again
 truncates the file to it, so a torn tail can never glue itself to a later record.
 
+**Versions.** ``begin`` carries the format :data:`VERSION` and the name of the segment hash that
+checks a segmented output at resume (:data:`~engine.scheduler.sink.segment_hash`; version 1 used
+SHA-256 and did not name it): a journal that differs in either is refused, never misread.
+
 **Contract with the sink** (the job's writer). A commit claims that the output up to ``offset`` is
 durable: the sink flushes and fsyncs *before* :meth:`Journal.commit`. On resume the sink is rewound to
 the last committed :class:`Position` (an append-only file is truncated to ``offset``; a Maildir sink,
@@ -39,7 +43,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-VERSION = 1
+VERSION = 2  # 2: segments hashed with the hash named in ``begin`` (1: SHA-256)
 
 
 class ResumeRefused(PgpBulkError):
@@ -97,6 +101,13 @@ def _parse(raw: bytes) -> tuple[list[dict[str, Any]], int]:
     return records, good
 
 
+def _segment_hash_name() -> str:
+    """The name of the segment hash in use (its module imports this one)."""
+    from engine.scheduler.sink import segment_hash
+
+    return segment_hash.name
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename or a new file in ``path`` durable (fsync of the directory)."""
     with contextlib.suppress(OSError):  # some platforms cannot open a directory
@@ -140,7 +151,9 @@ class Journal:
         self._lock_existing()
         tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
         with open(tmp, "wb") as f:
-            f.write(_line({"k": "begin", "v": VERSION, "params": run_params_digest}))
+            f.write(
+                _line({"k": "begin", "v": VERSION, "params": run_params_digest, "seg": _segment_hash_name()})
+            )
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -155,7 +168,16 @@ class Journal:
         if not records or records[0].get("k") != "begin":
             raise ResumeRefused(f"{self.path}: not a pgpbulk journal (or its first record is damaged)")
         if records[0].get("v") != VERSION:
-            raise ResumeRefused(f"{self.path}: journal version {records[0].get('v')}, expected {VERSION}")
+            raise ResumeRefused(
+                f"{self.path}: journal version {records[0].get('v')} (written by another pgpbulk version), "
+                f"expected {VERSION}; start afresh without --resume"
+            )
+        if records[0].get("seg") != _segment_hash_name():
+            raise ResumeRefused(
+                f"{self.path}: the interrupted run hashed its output with {records[0].get('seg')}, this "
+                f"pgpbulk uses {_segment_hash_name()} (xxhash installed or removed since?); "
+                "start afresh without --resume"
+            )
         if records[0].get("params") != run_params_digest:
             raise ResumeRefused(
                 f"{self.path}: the run parameters differ from those of the interrupted run; "
