@@ -65,17 +65,6 @@ def iter_fields(raw: bytes, header_end: int) -> Iterator[Field]:
     yield Field(name.decode("ascii").lower(), start, header_end, colon)
 
 
-def _fields(raw: bytes, header_end: int) -> list[Field]:
-    """All fields of ``raw[:header_end]`` as a list (what :func:`parse_head` keeps): the same as
-    :func:`iter_fields`, in one pass of the ``mailpass`` kernel."""
-    if type(raw) is not bytes:
-        raw = bytes(raw)
-    try:
-        return _native.kernel("mailpass").fields(raw, header_end, Field)  # type: ignore[no-any-return]
-    except ValueError as e:
-        raise StructuralError(*e.args) from None
-
-
 def field_value(raw: bytes, field: Field) -> str:
     """The unfolded value of a field, decoded as Latin-1 (lossless for 8-bit headers) and stripped."""
     text = raw[field.colon + 1 : field.end].decode("latin-1")
@@ -156,8 +145,11 @@ class Head(NamedTuple):
 
 def parse_head(raw: bytes) -> Head:
     """Split and parse the header section of ``raw``; never raises."""
-    header_end, body_start = split_header(raw)
-    try:
-        return Head(header_end, body_start, _fields(raw, header_end))
-    except StructuralError as e:
-        return Head(header_end, body_start, None, e)
+    if type(raw) is not bytes:
+        raw = bytes(raw)
+    kernel = _native.kernel("mailpass")  # its fields(): the same as iter_fields, as a list, in one pass
+    header_end, body_start = kernel.split(raw)
+    try:  # tuple.__new__: a named tuple's own __new__ is a Python function
+        return tuple.__new__(Head, (header_end, body_start, kernel.fields(raw, header_end, Field), None))
+    except ValueError as e:
+        return Head(header_end, body_start, None, StructuralError(*e.args))

@@ -25,7 +25,7 @@ from engine.armor import ArmorWarning
 from engine.errors import InvalidArgument, NoMatchingKey
 from engine.mail import WORKER_MODULES
 from engine.mail.cardprime import card_refs
-from engine.mail.classify import MailClass, classify
+from engine.mail.classify import ENCRYPTED, MailClass, classify
 from engine.mail.crypto import (
     STOP_ERRORS,
     STOP_KINDS,
@@ -34,7 +34,7 @@ from engine.mail.crypto import (
     card_session,
     check_config,
     current,
-    init_worker,
+    init_pool_worker,
 )
 from engine.mail.headers import Head, parse_head
 from engine.mail.item import MailItem
@@ -54,9 +54,14 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: What ``encrypt`` does not wrap: encrypted already, or nothing to wrap (a tuple of the members, not
+#: ``cls.encrypted`` and ``MailClass.X`` lookups: a microsecond a message).
+_NOT_WRAPPED = (*ENCRYPTED, MailClass.EMPTY, MailClass.MALFORMED)
+
+
 def _wrappable(item: MailItem, cls: MailClass) -> bool:
     """Whether ``encrypt`` wraps this message (else it is passed or copied unchanged)."""
-    return not item.truncated and not cls.encrypted and cls not in (MailClass.EMPTY, MailClass.MALFORMED)
+    return not item.truncated and cls not in _NOT_WRAPPED
 
 
 def _encrypt_one(
@@ -424,9 +429,11 @@ def _identity(path: Path) -> dict[str, object]:
 
 
 def _stored_mbox_hashes(path: Path) -> Iterator[tuple[MboxRef, str]]:
-    """Each message of an mbox file as a reader splits it (:func:`scan_mbox`) with the SHA-256 of its
-    whole stored entry: from its separator line to the next one (or the end of the file), read in one
-    ``pread`` each (memory bounded by the largest message)."""
+    """Each message of an mbox file as a reader splits it (:func:`scan_mbox`) with the segment digest
+    (hex, as a record's ``wsha``) of its whole stored entry: from its separator line to the next one (or
+    the end of the file), read in one ``pread`` each (memory bounded by the largest message)."""
+    from engine.scheduler.sink import segment_hash
+
     refs = scan_mbox(path, "mboxrd")
     size = path.stat().st_size
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -435,7 +442,7 @@ def _stored_mbox_hashes(path: Path) -> Iterator[tuple[MboxRef, str]]:
         while current_ref is not None:
             following = next(refs, None)
             end = size if following is None else following.offset
-            yield current_ref, hashlib.sha256(os.pread(fd, end - current_ref.offset, current_ref.offset)).hexdigest()
+            yield current_ref, segment_hash.digest(os.pread(fd, end - current_ref.offset, current_ref.offset)).hex()
             current_ref = following
     finally:
         os.close(fd)
@@ -443,8 +450,10 @@ def _stored_mbox_hashes(path: Path) -> Iterator[tuple[MboxRef, str]]:
 
 def verify_output(path: Path, fmt: str, records: list[dict[str, object]]) -> dict[str, object]:
     """Re-read a written archive: every message once, in order, with the bytes the workers produced
-    (``out_sha256``, or for an mbox record with ``wsha`` the hash of the message's entry as stored:
-    the bytes between the boundaries an independent scan of the file finds)."""
+    (``out_sha256``, or for an mbox record with ``wsha`` the segment digest of the message's entry as
+    stored: the bytes between the boundaries an independent scan of the file finds)."""
+    from engine.scheduler.sink import segment_hash
+
     by_name = {r["name"]: r for r in records} if fmt != "mbox" else {}
     mismatches: list[int] = []
     count = 0
@@ -457,7 +466,7 @@ def verify_output(path: Path, fmt: str, records: list[dict[str, object]]) -> dic
     for item in open_source(path, "mboxrd" if fmt == "mbox" else fmt):
         rec = records[item.index] if fmt == "mbox" and item.index < len(records) else by_name.get(item.name)
         if rec is None or (
-            _sha(entry(item.raw, item.separator_line)) != rec["wsha"]
+            segment_hash.digest(entry(item.raw, item.separator_line)).hex() != rec["wsha"]
             if rec.get("wsha")
             else _sha(item.raw) != rec["out_sha256"]
         ):
@@ -535,7 +544,7 @@ def run_job(
         refs = card_refs(source, crypto, early=not resume)
         deep = bool(shards) and source.fmt not in ("maildir", "emldir") and broker is None
         batch_size = batch_size or (BATCH_SIZE if broker is None else CARD_BATCH_SIZE)
-        prestart(workers, init_worker, WORKER_MODULES)
+        prestart(workers, init_pool_worker, WORKER_MODULES)
         check_config(crypto)
         rep = Report(opts.mode, str(src), str(dst), source.fmt, fmt_out)
         # counts as it writes; with --verify the output stays in the page cache for the re-read
@@ -545,7 +554,7 @@ def run_job(
                 refs, partial(work_batch, opts, out_fmt=fmt_out, shards=shards), sink, Journal(journal_path), params, resume=resume,
                 progress=progress, report=run, outcome=lambda p: p.outcome, workers=workers,
                 batch_size=batch_size, batch_bytes=BATCH_BYTES, item_size=_size, max_in_flight=SHARD_DEPTH * n if deep else None,
-                initializer=init_worker, initargs=(crypto,), batched=True, stop_on=_stop_on,
+                initializer=init_pool_worker, initargs=(crypto,), batched=True, stop_on=_stop_on,
                 checkpoint_every=checkpoint_seconds, pack=pack_shard_batch if shards else None,
             )  # fmt: skip
         finally:

@@ -146,31 +146,35 @@ class MboxRef(NamedTuple):
     def load(self, fd: int | None = None) -> MailItem:
         """The message, read from the file (one ``pread``; ``fd``: the file open already) and unquoted as
         ``read_mbox`` does (mboxrd: in the buffer it was read into)."""
-        if fd is None:
-            fd = _fd(self.path)
-        start = self.offset + len(self.sep)
-        raw: bytes | None
-        if self.variant == "mboxrd":
-            raw = _native.kernel("mailpass").pread_unquoted(fd, start, self.length)
-        else:
-            raw = os.pread(fd, self.length, start) if self.length else b""
-            raw = raw if len(raw) == self.length else None
-        if raw is None:
-            raise StructuralError("mbox file changed while it was read", self.offset, self.path)
-        return MailItem.stored(self.index, raw, self.sep, self.offset, self.path, self.truncated)
+        return _load(self, _fd(self.path) if fd is None else fd, _native.kernel("mailpass").pread_unquoted)
+
+
+def _load(ref: MboxRef, fd: int, pread_unquoted: Callable[[int, int, int], bytes | None]) -> MailItem:
+    """:meth:`MboxRef.load` with the file open and the kernel's ``pread_unquoted`` given."""
+    path, variant, index, offset, sep, length, truncated = ref
+    raw: bytes | None
+    if variant == "mboxrd":
+        raw = pread_unquoted(fd, offset + len(sep), length)
+    else:
+        raw = os.pread(fd, length, offset + len(sep)) if length else b""
+        raw = raw if len(raw) == length else None
+    if raw is None:
+        raise StructuralError("mbox file changed while it was read", offset, path)
+    return MailItem.stored(index, raw, sep, offset, path, truncated)
 
 
 def load_refs(refs: Sequence[MailItem | MboxRef]) -> list[MailItem]:
     """The messages of a batch: :class:`MboxRef` ones read (the file checked once per batch, not per
     message), :class:`MailItem` ones as they are."""
     fds: dict[str, int] = {}
+    pread_unquoted = _native.kernel("mailpass").pread_unquoted
     out = []
     for r in refs:
         if isinstance(r, MboxRef):
             fd = fds.get(r.path)
             if fd is None:
                 fd = fds[r.path] = _fd(r.path)
-            r = r.load(fd)
+            r = _load(r, fd, pread_unquoted)
         out.append(r)
     return out
 

@@ -67,14 +67,18 @@ def _line(raw: bytes, f: Field, eol: bytes) -> bytes:
     return data if data.endswith(b"\n") else data + eol
 
 
-def _content_type_edit(raw: bytes, fields: list[Field], eol: bytes | None = None) -> tuple[bytes, int, bytes]:
-    """Where and what to insert for ``hp="cipher"``: ``(b"param", at, bytes)`` or ``(b"added", 0, field)``
-    (``eol``: the message's line ending, when the caller has it)."""
+def _first_content_type(fields: list[Field]) -> Field | None:
     for f in fields:
         if f.name == "content-type":
-            break
-    else:
-        return b"added", 0, ADDED_CT + (eol or eol_of(raw))
+            return f
+    return None
+
+
+def _content_type_edit(raw: bytes, f: Field | None, eol: bytes) -> tuple[bytes, int, bytes]:
+    """Where and what to insert for ``hp="cipher"``: ``(b"param", at, bytes)`` or ``(b"added", 0, field)``;
+    ``f`` is the first Content-Type field (None: there is none), ``eol`` the message's line ending."""
+    if f is None:
+        return b"added", 0, ADDED_CT + eol
     _, params = parse_content_type(field_value(raw, f))
     if "hp" in params:
         raise NotWrappable("Content-Type already carries an hp parameter", f.start)
@@ -90,9 +94,9 @@ def _content_type_edit(raw: bytes, fields: list[Field], eol: bytes | None = None
 _MARKER_FMT = MARKER + b" v=1; prefix=%d; ct=%s; at=%d; len=%d"
 
 
-def _protect(raw: bytes, outer_lines: list[bytes], fields: list[Field], eol: bytes) -> bytes:
-    """:func:`protect` with the fields and the line ending (``eol_of(raw)``) given."""
-    kind, at, insert = _content_type_edit(raw, fields, eol)
+def _protect(raw: bytes, outer_lines: list[bytes], content_type: Field | None, eol: bytes) -> bytes:
+    """:func:`protect` with the first Content-Type field and the line ending (``eol_of(raw)``) given."""
+    kind, at, insert = _content_type_edit(raw, content_type, eol)
     hp_outer = b"HP-Outer: " + b"HP-Outer: ".join(outer_lines) if outer_lines else b""
     marker = _MARKER_FMT % (len(hp_outer), kind, at, len(insert))
     view = memoryview(raw)  # one copy of the message, not three
@@ -104,9 +108,9 @@ def protect(raw: bytes, outer_lines: list[bytes], fields: list[Field] | None = N
 
     ``fields`` are the header's fields when the caller parsed them already.
     """
-    return _protect(
-        raw, outer_lines, fields if fields is not None else _fields(raw, split_header(raw)[0]), eol_of(raw)
-    )
+    if fields is None:
+        fields = _fields(raw, split_header(raw)[0])
+    return _protect(raw, outer_lines, _first_content_type(fields), eol_of(raw))
 
 
 def restore(inner: bytes) -> bytes:
@@ -132,17 +136,23 @@ def restore(inner: bytes) -> bytes:
 _OUTER = frozenset(OUTER_FIELDS)
 
 
-def _outer_header(raw: bytes, fields: list[Field], eol: bytes, keep_subject: bool) -> list[bytes]:
-    """The fields kept outside (:data:`OUTER_FIELDS`) as exact lines, the Subject obscured."""
-    obscure = not keep_subject
-    lines = [
-        b"Subject: " + OBSCURED_SUBJECT + eol if obscure and name == "subject" else raw[start:end]
-        for name, start, end, _ in fields
-        if name in _OUTER
-    ]
+def _outer_header(
+    raw: bytes, fields: list[Field], eol: bytes, keep_subject: bool
+) -> tuple[list[bytes], Field | None]:
+    """The fields kept outside (:data:`OUTER_FIELDS`) as exact lines, the Subject obscured; and the
+    first Content-Type field (None when there is none), found in the same pass."""
+    subject = None if keep_subject else b"Subject: " + OBSCURED_SUBJECT + eol
+    lines: list[bytes] = []
+    content_type = None
+    for f in fields:
+        name, start, end, _ = f
+        if name in _OUTER:
+            lines.append(subject if subject is not None and name == "subject" else raw[start:end])
+        elif content_type is None and name == "content-type":
+            content_type = f
     if lines and not lines[-1].endswith(b"\n"):  # only the last field can lack its line ending (as _line)
         lines[-1] += eol
-    return lines
+    return lines, content_type
 
 
 def _block(armored: bytes, eol: bytes) -> bytes | memoryview:
@@ -178,8 +188,9 @@ def prepare(raw: bytes, *, keep_subject: bool = False, head: Head | None = None)
         e = head.error or StructuralError("malformed header section")
         raise NotWrappable(f"malformed header section: {e.reason}", e.offset)
     eol = eol_of(raw)
-    outer = _outer_header(raw, head.fields, eol, keep_subject)
-    return Wrapping(outer, _protect(raw, outer, head.fields, eol), eol)
+    outer, content_type = _outer_header(raw, head.fields, eol, keep_subject)
+    # tuple.__new__: a named tuple's own __new__ is a Python function (a microsecond per message)
+    return tuple.__new__(Wrapping, (outer, _protect(raw, outer, content_type, eol), eol))
 
 
 def assemble(wrapping: Wrapping, armored: bytes, sha256: str) -> bytes:
