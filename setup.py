@@ -25,9 +25,14 @@ NATIVE_MODULES: list[tuple[str, str, list[str]]] = [
     ("_wkdsel_c", "_wkdsel_c.pyx", ["wkdsel.c"]),
     ("_mboxscan_c", "_mboxscan_c.pyx", []),
     ("_mailpass_c", "_mailpass_c.pyx", []),
+    ("_ed25519_c", "_ed25519_c.pyx", ["ed25519.c"]),
 ]
 # Libraries a module links against (OpenSSL's libcrypto: package libssl-dev on Debian).
-LIBRARIES: dict[str, list[str]] = {"_pgpcrypto_c": ["crypto"], "_wkdsel_c": ["crypto"]}
+LIBRARIES: dict[str, list[str]] = {
+    "_pgpcrypto_c": ["crypto"],
+    "_wkdsel_c": ["crypto"],
+    "_ed25519_c": ["crypto"],
+}
 
 
 def _extensions() -> list[Extension]:

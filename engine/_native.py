@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from types import ModuleType
 
-KERNELS = ("armor", "wkd", "pgpcrypto", "wkdsel", "mboxscan", "mailpass")
+KERNELS = ("armor", "wkd", "pgpcrypto", "wkdsel", "mboxscan", "mailpass", "ed25519")
 
 _forced_pure = bool(os.environ.get("ENGINE_NO_EXTENSIONS"))
 _native: dict[str, ModuleType | None] = {}

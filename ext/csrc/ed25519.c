@@ -1,0 +1,558 @@
+/* ed25519.c - Ed25519 verification with a shared multi-scalar multiplication (see ed25519.h).
+ *
+ * Field elements mod p = 2^255 - 19 are five 51-bit limbs (products in unsigned __int128); points are in
+ * extended twisted Edwards coordinates (a = -1): x = X/Z, y = Y/Z, T = XY/Z. A check of k signatures is one
+ * Straus (interleaved) multiplication over the base point B (a table of odd multiples in affine form,
+ * built once), -A and each -R_i (tables of odd multiples built per call), each scalar in width-w NAF, so
+ * the ~253 doublings are made once for all of them. Scalars mod L go through OpenSSL's BIGNUM.
+ */
+#include "ed25519.h"
+
+#include <string.h>
+#include <sys/random.h>
+
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+
+typedef unsigned __int128 u128;
+
+/* ---- field arithmetic mod 2^255 - 19 ------------------------------------------------------------ */
+
+#define MASK51 ((uint64_t)0x7ffffffffffff)
+
+typedef struct {
+    uint64_t v[5];
+} fe;
+
+static uint64_t load64_le(const uint8_t *p) {
+    uint64_t x = 0;
+    for (int i = 7; i >= 0; i--) x = (x << 8) | p[i];
+    return x;
+}
+
+static void store64_le(uint8_t *p, uint64_t x) {
+    for (int i = 0; i < 8; i++, x >>= 8) p[i] = (uint8_t)x;
+}
+
+/* The 255 low bits of S (the sign bit of an encoded point is dropped); not reduced. */
+static void fe_frombytes(fe *h, const uint8_t s[32]) {
+    h->v[0] = load64_le(s) & MASK51;
+    h->v[1] = (load64_le(s + 6) >> 3) & MASK51;
+    h->v[2] = (load64_le(s + 12) >> 6) & MASK51;
+    h->v[3] = (load64_le(s + 19) >> 1) & MASK51;
+    h->v[4] = (load64_le(s + 24) >> 12) & MASK51;
+}
+
+/* One carry pass: limbs below 2^51, but the lowest below 2^51 + 19 * 2^13. */
+static inline void fe_carry(fe *h) {
+    uint64_t c;
+    c = h->v[0] >> 51, h->v[0] &= MASK51, h->v[1] += c;
+    c = h->v[1] >> 51, h->v[1] &= MASK51, h->v[2] += c;
+    c = h->v[2] >> 51, h->v[2] &= MASK51, h->v[3] += c;
+    c = h->v[3] >> 51, h->v[3] &= MASK51, h->v[4] += c;
+    c = h->v[4] >> 51, h->v[4] &= MASK51, h->v[0] += 19 * c;
+}
+
+/* f + g without carrying: inputs below 2^53 give limbs below 2^54 (the most fe_mul takes). */
+static inline void fe_add(fe *h, const fe *f, const fe *g) {
+    for (int i = 0; i < 5; i++) h->v[i] = f->v[i] + g->v[i];
+}
+
+/* f - g as f + 8p - g, carried: g's limbs must stay below 2^54 - 152. */
+static inline void fe_sub(fe *h, const fe *f, const fe *g) {
+    h->v[0] = f->v[0] + 0x3fffffffffff68 - g->v[0];
+    for (int i = 1; i < 5; i++) h->v[i] = f->v[i] + 0x3ffffffffffff8 - g->v[i];
+    fe_carry(h);
+}
+
+static inline void fe_neg(fe *h, const fe *f) {
+    static const fe zero = {{0, 0, 0, 0, 0}};
+    fe_sub(h, &zero, f);
+}
+
+/* Fold the five 128-bit column sums into limbs (below 2^51 but the lowest, below 2^52). */
+static inline void fe_reduce_wide(fe *h, u128 r0, u128 r1, u128 r2, u128 r3, u128 r4) {
+    r1 += r0 >> 51;
+    r2 += r1 >> 51;
+    r3 += r2 >> 51;
+    r4 += r3 >> 51;
+    u128 low = ((uint64_t)r0 & MASK51) + (r4 >> 51) * 19;
+    h->v[0] = (uint64_t)low & MASK51;
+    h->v[1] = ((uint64_t)r1 & MASK51) + (uint64_t)(low >> 51);
+    h->v[2] = (uint64_t)r2 & MASK51;
+    h->v[3] = (uint64_t)r3 & MASK51;
+    h->v[4] = (uint64_t)r4 & MASK51;
+}
+
+/* f * g; limbs of f and g below 2^54. */
+static inline __attribute__((always_inline)) void fe_mul(fe *h, const fe *f, const fe *g) {
+    const uint64_t f0 = f->v[0], f1 = f->v[1], f2 = f->v[2], f3 = f->v[3], f4 = f->v[4];
+    const uint64_t g0 = g->v[0], g1 = g->v[1], g2 = g->v[2], g3 = g->v[3], g4 = g->v[4];
+    const uint64_t g1_19 = 19 * g1, g2_19 = 19 * g2, g3_19 = 19 * g3, g4_19 = 19 * g4;
+    u128 r0 = (u128)f0 * g0 + (u128)f1 * g4_19 + (u128)f2 * g3_19 + (u128)f3 * g2_19 + (u128)f4 * g1_19;
+    u128 r1 = (u128)f0 * g1 + (u128)f1 * g0 + (u128)f2 * g4_19 + (u128)f3 * g3_19 + (u128)f4 * g2_19;
+    u128 r2 = (u128)f0 * g2 + (u128)f1 * g1 + (u128)f2 * g0 + (u128)f3 * g4_19 + (u128)f4 * g3_19;
+    u128 r3 = (u128)f0 * g3 + (u128)f1 * g2 + (u128)f2 * g1 + (u128)f3 * g0 + (u128)f4 * g4_19;
+    u128 r4 = (u128)f0 * g4 + (u128)f1 * g3 + (u128)f2 * g2 + (u128)f3 * g1 + (u128)f4 * g0;
+    fe_reduce_wide(h, r0, r1, r2, r3, r4);
+}
+
+/* f^2; limbs of f below 2^54. */
+static inline __attribute__((always_inline)) void fe_sq(fe *h, const fe *f) {
+    const uint64_t f0 = f->v[0], f1 = f->v[1], f2 = f->v[2], f3 = f->v[3], f4 = f->v[4];
+    const uint64_t f0_2 = 2 * f0, f1_2 = 2 * f1, f3_19 = 19 * f3, f4_19 = 19 * f4;
+    u128 r0 = (u128)f0 * f0 + (u128)f1_2 * f4_19 + (u128)(2 * f2) * f3_19;
+    u128 r1 = (u128)f0_2 * f1 + (u128)(2 * f2) * f4_19 + (u128)f3 * f3_19;
+    u128 r2 = (u128)f0_2 * f2 + (u128)f1 * f1 + (u128)(2 * f3) * f4_19;
+    u128 r3 = (u128)f0_2 * f3 + (u128)f1_2 * f2 + (u128)f4 * f4_19;
+    u128 r4 = (u128)f0_2 * f4 + (u128)f1_2 * f3 + (u128)f2 * f2;
+    fe_reduce_wide(h, r0, r1, r2, r3, r4);
+}
+
+static void fe_sqn(fe *h, const fe *f, int n) {
+    fe_sq(h, f);
+    while (--n > 0) fe_sq(h, h);
+}
+
+/* The canonical encoding of f (fully reduced mod p). */
+static void fe_tobytes(uint8_t s[32], const fe *f) {
+    fe t = *f;
+    fe_carry(&t);  /* now t < 2p: limbs below 2^51 + 2^9 */
+    uint64_t q = (t.v[0] + 19) >> 51;
+    q = (t.v[1] + q) >> 51;
+    q = (t.v[2] + q) >> 51;
+    q = (t.v[3] + q) >> 51;
+    q = (t.v[4] + q) >> 51;  /* 1 when t >= p */
+    t.v[0] += 19 * q;
+    uint64_t c;
+    c = t.v[0] >> 51, t.v[0] &= MASK51, t.v[1] += c;
+    c = t.v[1] >> 51, t.v[1] &= MASK51, t.v[2] += c;
+    c = t.v[2] >> 51, t.v[2] &= MASK51, t.v[3] += c;
+    c = t.v[3] >> 51, t.v[3] &= MASK51, t.v[4] += c;
+    t.v[4] &= MASK51;  /* minus 2^255 when q was 1 */
+    store64_le(s, t.v[0] | (t.v[1] << 51));
+    store64_le(s + 8, (t.v[1] >> 13) | (t.v[2] << 38));
+    store64_le(s + 16, (t.v[2] >> 26) | (t.v[3] << 25));
+    store64_le(s + 24, (t.v[3] >> 39) | (t.v[4] << 12));
+}
+
+static int fe_iszero(const fe *f) {
+    uint8_t s[32];
+    uint8_t acc = 0;
+    fe_tobytes(s, f);
+    for (int i = 0; i < 32; i++) acc |= s[i];
+    return acc == 0;
+}
+
+static int fe_isodd(const fe *f) {
+    uint8_t s[32];
+    fe_tobytes(s, f);
+    return s[0] & 1;
+}
+
+/* z^(2^250 - 1) and z^11, the common part of the inversion and square-root exponents. */
+static void fe_pow250(fe *z250, fe *z11, const fe *z) {
+    fe z2, z9, t, z5, z10, z20, z50, z100;
+    fe_sq(&z2, z);
+    fe_sqn(&t, &z2, 2);
+    fe_mul(&z9, &t, z);
+    fe_mul(z11, &z9, &z2);
+    fe_sq(&t, z11);
+    fe_mul(&z5, &t, &z9);  /* 2^5 - 1 */
+    fe_sqn(&t, &z5, 5);
+    fe_mul(&z10, &t, &z5);  /* 2^10 - 1 */
+    fe_sqn(&t, &z10, 10);
+    fe_mul(&z20, &t, &z10);
+    fe_sqn(&t, &z20, 20);
+    fe_mul(&t, &t, &z20);  /* 2^40 - 1 */
+    fe_sqn(&t, &t, 10);
+    fe_mul(&z50, &t, &z10);
+    fe_sqn(&t, &z50, 50);
+    fe_mul(&z100, &t, &z50);
+    fe_sqn(&t, &z100, 100);
+    fe_mul(&t, &t, &z100);  /* 2^200 - 1 */
+    fe_sqn(&t, &t, 50);
+    fe_mul(z250, &t, &z50);
+}
+
+/* 1/z = z^(p - 2) = z^(2^255 - 21). */
+static void fe_invert(fe *h, const fe *z) {
+    fe z250, z11;
+    fe_pow250(&z250, &z11, z);
+    fe_sqn(&z250, &z250, 5);
+    fe_mul(h, &z250, &z11);
+}
+
+/* z^((p - 5) / 8) = z^(2^252 - 3). */
+static void fe_pow22523(fe *h, const fe *z) {
+    fe z250, z11;
+    fe_pow250(&z250, &z11, z);
+    fe_sqn(&z250, &z250, 2);
+    fe_mul(h, &z250, z);
+}
+
+/* ---- points ------------------------------------------------------------------------------------ */
+
+typedef struct {
+    fe X, Y, Z;
+} ge_p2; /* projective: x = X/Z, y = Y/Z */
+
+typedef struct {
+    fe X, Y, Z, T;
+} ge_p3; /* extended: also T = XY/Z */
+
+typedef struct {
+    fe X, Y, Z, T;
+} ge_p1p1; /* completed: x = X/Z, y = Y/T */
+
+typedef struct {
+    fe ypx, ymx, z2, t2d;
+} ge_cached; /* Y + X, Y - X, 2Z, 2dT of an extended point */
+
+typedef struct {
+    fe ypx, ymx, t2d;
+} ge_affine; /* y + x, y - x, 2dxy (Z = 1) */
+
+static fe D2;       /* 2d */
+static fe SQRT_M1;  /* sqrt(-1) */
+static fe D;
+
+static void p1p1_to_p2(ge_p2 *r, const ge_p1p1 *p) {
+    fe_mul(&r->X, &p->X, &p->T);
+    fe_mul(&r->Y, &p->Y, &p->Z);
+    fe_mul(&r->Z, &p->Z, &p->T);
+}
+
+static void p1p1_to_p3(ge_p3 *r, const ge_p1p1 *p) {
+    fe_mul(&r->X, &p->X, &p->T);
+    fe_mul(&r->Y, &p->Y, &p->Z);
+    fe_mul(&r->Z, &p->Z, &p->T);
+    fe_mul(&r->T, &p->X, &p->Y);
+}
+
+/* 2p (dbl-2008-hwcd with a = -1, every intermediate negated; the products are unchanged). */
+static void ge_dbl(ge_p1p1 *r, const ge_p2 *p) {
+    fe a, b, c, t;
+    fe_sq(&a, &p->X);
+    fe_sq(&b, &p->Y);
+    fe_sq(&t, &p->Z);
+    fe_add(&c, &t, &t);
+    fe_add(&r->Y, &a, &b);     /* H' = A + B */
+    fe_sub(&r->Z, &a, &b);     /* G' = A - B */
+    fe_add(&t, &p->X, &p->Y);
+    fe_sq(&t, &t);
+    fe_sub(&r->X, &r->Y, &t);  /* E' = A + B - (X + Y)^2 */
+    fe_add(&r->T, &r->Z, &c);  /* F' = A - B + 2Z^2 */
+}
+
+/* p + q or, with NEG, p - q (add-2008-hwcd-3 with a = -1); Z2 is 2Z of q, or NULL for 2 (affine q). */
+static void ge_add_any(ge_p1p1 *r, const ge_p3 *p, const fe *ypx, const fe *ymx, const fe *z2, const fe *t2d,
+                       int neg) {
+    fe a, b, c, d, t;
+    fe_sub(&t, &p->Y, &p->X);
+    fe_mul(&a, &t, neg ? ypx : ymx);
+    fe_add(&t, &p->Y, &p->X);
+    fe_mul(&b, &t, neg ? ymx : ypx);
+    fe_mul(&c, &p->T, t2d);
+    if (z2)
+        fe_mul(&d, &p->Z, z2);
+    else
+        fe_add(&d, &p->Z, &p->Z);
+    fe_sub(&r->X, &b, &a);  /* E */
+    fe_add(&r->Y, &b, &a);  /* H */
+    if (neg) {
+        fe_sub(&r->Z, &d, &c);  /* G */
+        fe_add(&r->T, &d, &c);  /* F */
+    } else {
+        fe_add(&r->Z, &d, &c);
+        fe_sub(&r->T, &d, &c);
+    }
+}
+
+static void p3_to_cached(ge_cached *r, const ge_p3 *p) {
+    fe_add(&r->ypx, &p->Y, &p->X);
+    fe_sub(&r->ymx, &p->Y, &p->X);
+    fe_add(&r->z2, &p->Z, &p->Z);
+    fe_mul(&r->t2d, &p->T, &D2);
+}
+
+static void p3_to_p2(ge_p2 *r, const ge_p3 *p) {
+    r->X = p->X, r->Y = p->Y, r->Z = p->Z;
+}
+
+/* The (negated, with NEGATE) point encoded by S (RFC 8032 section 5.1.3); 0 when S is not canonical,
+ * of small order (libsodium's has_small_order: the sign bit ignored) or not on the curve. */
+static int ge_decompress(ge_p3 *r, const uint8_t s[32], int negate) {
+    static const uint8_t small_order[7][32] = {
+        {0},
+        {1},
+        {0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0,
+         0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05},
+        {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f,
+         0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a},
+        {0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+        {0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+        {0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+    };
+    uint8_t y_bytes[32];
+    memcpy(y_bytes, s, 32);
+    y_bytes[31] &= 0x7f;
+    for (int j = 0; j < 7; j++)
+        if (memcmp(y_bytes, small_order[j], 32) == 0) return 0;
+    int high = (y_bytes[31] == 0x7f);  /* y >= p: 2^255 - 19 .. 2^255 - 1 */
+    for (int i = 30; high && i > 0; i--) high = (y_bytes[i] == 0xff);
+    if (high && y_bytes[0] >= 0xed) return 0;
+
+    fe u, v, v3, vxx, t, one = {{1, 0, 0, 0, 0}};
+    fe_frombytes(&r->Y, s);
+    fe_sq(&u, &r->Y);
+    fe_mul(&v, &u, &D);
+    fe_sub(&u, &u, &one);  /* u = y^2 - 1 */
+    fe_add(&v, &v, &one);  /* v = d y^2 + 1 */
+    fe_sq(&t, &v);
+    fe_mul(&v3, &t, &v);
+    fe_sq(&t, &v3);
+    fe_mul(&t, &t, &v);
+    fe_mul(&t, &t, &u);  /* u v^7 */
+    fe_pow22523(&t, &t);
+    fe_mul(&t, &t, &v3);
+    fe_mul(&r->X, &t, &u);  /* x = u v^3 (u v^7)^((p - 5) / 8) */
+    fe_sq(&t, &r->X);
+    fe_mul(&vxx, &t, &v);
+    fe_sub(&t, &vxx, &u);
+    if (!fe_iszero(&t)) {
+        fe_add(&t, &vxx, &u);
+        if (!fe_iszero(&t)) return 0;
+        fe_mul(&r->X, &r->X, &SQRT_M1);
+    }
+    int sign = s[31] >> 7;
+    if (sign && fe_iszero(&r->X)) return 0;
+    if (fe_isodd(&r->X) != (sign ^ negate)) fe_neg(&r->X, &r->X);
+    r->Z = one;
+    fe_mul(&r->T, &r->X, &r->Y);
+    return 1;
+}
+
+/* ---- scalars ----------------------------------------------------------------------------------- */
+
+#define NAF_LEN 272  /* 256 bits, a final carry and a window past them */
+#define W_VAR 5      /* window of the per-call points: tables of 8 odd multiples */
+#define W_BASE 8     /* window of the base point: 64 odd multiples, built once */
+
+static const uint8_t ORDER_L[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+                                    0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                    0, 0, 0, 0x10};
+
+/* S < L, comparing the little-endian encodings from the top. */
+static int scalar_is_canonical(const uint8_t s[32]) {
+    for (int i = 31; i >= 0; i--) {
+        if (s[i] != ORDER_L[i]) return s[i] < ORDER_L[i];
+    }
+    return 0;
+}
+
+/* The width-W NAF of the 32-octet little-endian SCALAR into NAF (NAF_LEN digits, odd or 0, |d| < 2^(W-1));
+ * the index of the top non-zero digit, -1 for 0. */
+static int wnaf(int8_t naf[NAF_LEN], const uint8_t scalar[32], int w) {
+    uint64_t s[6] = {load64_le(scalar), load64_le(scalar + 8), load64_le(scalar + 16), load64_le(scalar + 24), 0, 0};
+    int bit = 0, carry = 0, top = -1;
+    memset(naf, 0, NAF_LEN);
+    while (bit < NAF_LEN - 8) {
+        if ((int)((s[bit >> 6] >> (bit & 63)) & 1) == carry) {
+            bit++;
+            continue;
+        }
+        int off = bit & 63;
+        uint64_t bits = s[bit >> 6] >> off;
+        if (off + w > 64) bits |= s[(bit >> 6) + 1] << (64 - off);
+        int word = (int)(bits & ((1u << w) - 1)) + carry;
+        carry = (word >> (w - 1)) & 1;
+        word -= carry << w;
+        naf[bit] = (int8_t)word;
+        top = bit;
+        bit += w;
+    }
+    return top;
+}
+
+/* ---- verification ------------------------------------------------------------------------------ */
+
+static ge_affine BASE_TABLE[1 << (W_BASE - 2)];  /* B, 3B, 5B, ... */
+static EVP_MD_CTX *MD_CTX;
+static const EVP_MD *SHA512_MD;
+static BN_CTX *BN_TMP;
+static BIGNUM *BN_L, *BN_ACC_S, *BN_ACC_H, *BN_Z, *BN_V, *BN_PROD;
+
+/* Per-call state (static: callers hold the GIL). Point 0 is -A, points 1..n are -R_i. */
+static ge_cached VAR_TABLE[ED_MAX_BATCH + 1][1 << (W_VAR - 2)];
+static int8_t VAR_NAF[ED_MAX_BATCH + 1][NAF_LEN];
+static int8_t BASE_NAF[NAF_LEN];
+
+/* Odd multiples P, 3P, ..., (2 COUNT - 1) P of P into TABLE. */
+static void odd_multiples(ge_cached *table, const ge_p3 *p, int count) {
+    ge_p1p1 t;
+    ge_p2 p2;
+    ge_p3 twice, cur = *p;
+    ge_cached twice_c;
+    p3_to_cached(&table[0], p);
+    if (count < 2) return;
+    p3_to_p2(&p2, p);
+    ge_dbl(&t, &p2);
+    p1p1_to_p3(&twice, &t);
+    p3_to_cached(&twice_c, &twice);
+    for (int i = 1; i < count; i++) {
+        ge_add_any(&t, &cur, &twice_c.ypx, &twice_c.ymx, &twice_c.z2, &twice_c.t2d, 0);
+        p1p1_to_p3(&cur, &t);
+        p3_to_cached(&table[i], &cur);
+    }
+}
+
+int ed_init(void) {
+    static const uint8_t d_bytes[32] = {0xa3, 0x78, 0x59, 0x13, 0xca, 0x4d, 0xeb, 0x75, 0xab, 0xd8, 0x41,
+                                        0x41, 0x4d, 0x0a, 0x70, 0x00, 0x98, 0xe8, 0x79, 0x77, 0x79, 0x40,
+                                        0xc7, 0x8c, 0x73, 0xfe, 0x6f, 0x2b, 0xee, 0x6c, 0x03, 0x52};
+    static const uint8_t sqrtm1_bytes[32] = {0xb0, 0xa0, 0x0e, 0x4a, 0x27, 0x1b, 0xee, 0xc4, 0x78, 0xe4, 0x2f,
+                                             0xad, 0x06, 0x18, 0x43, 0x2f, 0xa7, 0xd7, 0xfb, 0x3d, 0x99, 0x00,
+                                             0x4d, 0x2b, 0x0b, 0xdf, 0xc1, 0x4f, 0x80, 0x24, 0x83, 0x2b};
+    uint8_t base_bytes[32];
+    if (MD_CTX) return 1;
+    fe_frombytes(&D, d_bytes);
+    fe_add(&D2, &D, &D);
+    fe_frombytes(&SQRT_M1, sqrtm1_bytes);
+    memset(base_bytes, 0x66, 32);
+    base_bytes[0] = 0x58;  /* y = 4/5, x even */
+    ge_p3 base;
+    if (!ge_decompress(&base, base_bytes, 0)) return 0;
+    static ge_cached multiples[1 << (W_BASE - 2)];
+    odd_multiples(multiples, &base, 1 << (W_BASE - 2));
+    for (int i = 0; i < (1 << (W_BASE - 2)); i++) {  /* to affine: y + x = (Y + X) / Z, ... */
+        fe zinv;
+        fe_invert(&zinv, &multiples[i].z2);  /* 1 / 2Z */
+        fe_add(&zinv, &zinv, &zinv);         /* 1 / Z */
+        fe_mul(&BASE_TABLE[i].ypx, &multiples[i].ypx, &zinv);
+        fe_mul(&BASE_TABLE[i].ymx, &multiples[i].ymx, &zinv);
+        fe_mul(&BASE_TABLE[i].t2d, &multiples[i].t2d, &zinv);
+    }
+    SHA512_MD = EVP_sha512();
+    BN_TMP = BN_CTX_new();
+    BN_L = BN_lebin2bn(ORDER_L, 32, NULL);
+    BN_ACC_S = BN_new(), BN_ACC_H = BN_new(), BN_Z = BN_new(), BN_V = BN_new(), BN_PROD = BN_new();
+    MD_CTX = EVP_MD_CTX_new();
+    return SHA512_MD && BN_TMP && BN_L && BN_ACC_S && BN_ACC_H && BN_Z && BN_V && BN_PROD && MD_CTX;
+}
+
+/* h = SHA-512(R || A || M), 64 octets little-endian; 1 on success. */
+static int challenge(uint8_t h[64], const uint8_t *key, const uint8_t *check, size_t len) {
+    unsigned int out = 0;
+    return EVP_DigestInit_ex(MD_CTX, SHA512_MD, NULL) && EVP_DigestUpdate(MD_CTX, check, 32) &&
+           EVP_DigestUpdate(MD_CTX, key, 32) && EVP_DigestUpdate(MD_CTX, check + 64, len - 64) &&
+           EVP_DigestFinal_ex(MD_CTX, h, &out) && out == 64;
+}
+
+/* ACC += Z * V (little-endian octets); 1 on success. */
+static int accumulate(BIGNUM *acc, const uint8_t *z, size_t zlen, const uint8_t *v, size_t vlen) {
+    return BN_lebin2bn(z, (int)zlen, BN_Z) && BN_lebin2bn(v, (int)vlen, BN_V) &&
+           BN_mul(BN_PROD, BN_Z, BN_V, BN_TMP) && BN_add(acc, acc, BN_PROD);
+}
+
+/* ACC mod L as 32 octets; 1 on success. */
+static int reduce(uint8_t out[32], BIGNUM *acc) {
+    return BN_nnmod(acc, acc, BN_L, BN_TMP) && BN_bn2lebinpad(acc, out, 32) == 32;
+}
+
+/* Is [8] P the identity (X == 0 and Y == Z)? */
+static int times8_is_identity(ge_p2 *p) {
+    ge_p1p1 t;
+    fe diff;
+    for (int i = 0; i < 3; i++) {
+        ge_dbl(&t, p);
+        p1p1_to_p2(p, &t);
+    }
+    fe_sub(&diff, &p->Y, &p->Z);
+    return fe_iszero(&p->X) && fe_iszero(&diff);
+}
+
+/* sum over the NPOINTS tables of [naf] point, plus [BASE_NAF] B, by one shared chain of doublings. */
+static void straus(ge_p2 *r, int npoints, int top) {
+    static const ge_p2 identity = {{{0}}, {{1}}, {{1}}};
+    ge_p1p1 t;
+    ge_p3 p;
+    *r = identity;
+    for (int i = top; i >= 0; i--) {
+        ge_dbl(&t, r);
+        int d = BASE_NAF[i];
+        if (d) {
+            const ge_affine *e = &BASE_TABLE[(d > 0 ? d : -d) >> 1];
+            p1p1_to_p3(&p, &t);
+            ge_add_any(&t, &p, &e->ypx, &e->ymx, NULL, &e->t2d, d < 0);
+        }
+        for (int j = 0; j < npoints; j++) {
+            d = VAR_NAF[j][i];
+            if (d) {
+                const ge_cached *e = &VAR_TABLE[j][(d > 0 ? d : -d) >> 1];
+                p1p1_to_p3(&p, &t);
+                ge_add_any(&t, &p, &e->ypx, &e->ymx, &e->z2, &e->t2d, d < 0);
+            }
+        }
+        p1p1_to_p2(r, &t);
+    }
+}
+
+/* Prepare -P (decoded from ENC) with the weight SCALAR as point J; 0 when ENC is refused. */
+static int add_point(int j, const uint8_t enc[32], const uint8_t scalar[32], int *top) {
+    ge_p3 p;
+    if (!ge_decompress(&p, enc, 1)) return 0;
+    int t = wnaf(VAR_NAF[j], scalar, W_VAR);
+    int biggest = 1;
+    for (int i = 0; i <= t; i++) {
+        int d = VAR_NAF[j][i] < 0 ? -VAR_NAF[j][i] : VAR_NAF[j][i];
+        if (d > biggest) biggest = d;
+    }
+    odd_multiples(VAR_TABLE[j], &p, (biggest + 1) >> 1);
+    if (t > *top) *top = t;
+    return 1;
+}
+
+/* The checks with weights Z (16 octets each); 1 when the combined equation holds. */
+static int verify_weighted(const uint8_t *key, const uint8_t *const *checks, const size_t *lens, size_t n,
+                           const uint8_t (*z)[16]) {
+    uint8_t h[64], scalar[32];
+    int top = -1;
+    BN_zero(BN_ACC_S);
+    BN_zero(BN_ACC_H);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *c = checks[i];
+        if (lens[i] < 64 || !scalar_is_canonical(c + 32)) return 0;
+        memset(scalar, 0, 32);
+        memcpy(scalar, z[i], 16);
+        if (!add_point((int)i + 1, c, scalar, &top)) return 0;
+        if (!challenge(h, key, c, lens[i])) return 0;
+        if (!accumulate(BN_ACC_S, z[i], 16, c + 32, 32) || !accumulate(BN_ACC_H, z[i], 16, h, 64)) return 0;
+    }
+    if (!reduce(scalar, BN_ACC_H) || !add_point(0, key, scalar, &top)) return 0;
+    if (!reduce(scalar, BN_ACC_S)) return 0;
+    int t = wnaf(BASE_NAF, scalar, W_BASE);
+    if (t > top) top = t;
+    ge_p2 r;
+    straus(&r, (int)n + 1, top);
+    return times8_is_identity(&r);
+}
+
+int ed_verify_one(const uint8_t *key, const uint8_t *check, size_t len) {
+    static const uint8_t one[1][16] = {{1}};
+    return verify_weighted(key, &check, &len, 1, one);
+}
+
+int ed_verify_batch(const uint8_t *key, const uint8_t *const *checks, const size_t *lens, size_t n) {
+    static uint8_t z[ED_MAX_BATCH][16];
+    if (n == 0 || n > ED_MAX_BATCH) return 0;
+    memset(z[0], 0, 16);
+    z[0][0] = 1;
+    size_t want = 16 * (n - 1);
+    if (want && getrandom(z[1], want, 0) != (ssize_t)want) return -1;
+    for (size_t i = 1; i < n; i++) z[i][0] |= 1;  /* odd: never 0 */
+    return verify_weighted(key, checks, lens, n, (const uint8_t(*)[16])z);
+}
