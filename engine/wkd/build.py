@@ -20,7 +20,7 @@ from engine.openpgp.keys import Cert, UserIDEntry, read_certs
 from engine.wkd.hashing import wkd_hashes
 from engine.wkd.lean import LeanCert, Unusual
 from engine.wkd.lean_select import select_fast, select_lean
-from engine.wkd.sources import CertBlob
+from engine.wkd.sources import CertBlob, CertRun
 from engine.wkd.validate import normalize_address
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "select_cert",
     "select_one",
     "select_packed",
+    "select_work",
 ]
 
 METHODS = ("advanced", "direct", "both")
@@ -264,9 +265,10 @@ class Packed:
 
 
 def select_packed(opts: BuildOptions, blobs: list[CertBlob]) -> list[Packed | None]:
-    """Worker entry point of a build writing into ``opts.root``: :func:`select_one` over a batch, files
-    written here, and everything the parent needs packed into the first slot (the other slots None, so
-    the result list keeps the batch's length): one object to pickle per batch instead of one per record.
+    """A batch of a build writing into ``opts.root`` (:func:`select_work` runs it in the worker):
+    :func:`select_one` over the batch, files written here, and everything the parent needs packed into
+    the first slot (the other slots None, so the result list keeps the batch's length): one object to
+    pickle per batch instead of one per record.
 
     The files are written once the whole batch is selected, through one open descriptor per domain:
     file creations interleaved with the signature checks made the checks measurably slower."""
@@ -282,6 +284,46 @@ def select_packed(opts: BuildOptions, blobs: list[CertBlob]) -> list[Packed | No
     finally:
         close_dirs(dirs)
     return [out, *([None] * (len(blobs) - 1))]
+
+
+def select_work(opts: BuildOptions, work: list[CertBlob | CertRun]) -> Packed:
+    """Worker entry point of a build writing into ``opts.root``, one pool item per task: the
+    certificates of ``work`` (runs expanded) through :func:`select_packed`, as one :class:`Packed`.
+    Should that raise, each certificate is retried alone, as the pool would retry a batch's items:
+    a certificate that still raises becomes a ``("worker error", "Type: message")`` skip in its place."""
+    blobs: list[CertBlob] = []
+    for item in work:
+        if isinstance(item, CertRun):
+            blobs += item.blobs()
+        else:
+            blobs.append(item)
+    try:
+        packed = select_packed(opts, blobs)[0]
+    except Exception:
+        return _one_by_one(opts, blobs)
+    assert packed is not None
+    return packed
+
+
+def _one_by_one(opts: BuildOptions, blobs: list[CertBlob]) -> Packed:
+    """:func:`select_packed` of each certificate alone, joined into one :class:`Packed` in input order."""
+    out = Packed()
+    for blob in blobs:
+        try:
+            part = select_packed(opts, [blob])[0]
+        except Exception as exc:
+            out.skipped.append(("worker error", f"{type(exc).__name__}: {exc}"))
+            continue
+        assert part is not None
+        out.unwritten += [len(out.rows) + i for i in part.unwritten]
+        out.rows += part.rows
+        out.domains |= part.domains
+        out.skipped += part.skipped
+        out.seconds_parse += part.seconds_parse
+        out.seconds_verify += part.seconds_verify
+        out.seconds_select += part.seconds_select
+        out.seconds_write += part.seconds_write
+    return out
 
 
 def _packed(

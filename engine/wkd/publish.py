@@ -22,19 +22,19 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from engine.errors import InvalidArgument
-from engine.scheduler import Failed, run_ordered
+from engine.scheduler import Failed, WorkerCrashed, run_ordered
 from engine.scheduler.start import prestart
 from engine.wkd import manifest as mf
-from engine.wkd.build import OTHER_DOMAIN, BuildOptions, Packed, select_packed
+from engine.wkd.build import OTHER_DOMAIN, BuildOptions, Packed, select_work
 from engine.wkd.policy import policy_bytes
-from engine.wkd.sources import CertBlob, SourceProblem, iter_cert_blobs
+from engine.wkd.sources import CertBlob, CertRun, SourceProblem, iter_cert_blobs
 from engine.wkd.tree import INDEX_PREFIX, TreeWriter
 from engine.wkd.validate import normalize_domain
 
@@ -44,6 +44,8 @@ LINK = "openpgpkey"
 VERSION_PREFIX = "openpgpkey.v-"
 STAGING_PREFIX = "openpgpkey.new-"
 _EXAMPLES = 3
+_TASK_CERTS = 128  # certificates per worker task (at least; a run is not cut)
+_TASK_BYTES = 4 << 20
 
 
 @dataclass
@@ -208,13 +210,35 @@ def _previous_files(old: Path | None, manifest: mf.Manifest | None) -> dict[str,
 
 
 # -- the build -------------------------------------------------------------------------------------
-def _blobs(items: Iterable[CertBlob | SourceProblem], report: BuildReport) -> Iterator[CertBlob]:
+def _blobs(
+    items: Iterable[CertBlob | CertRun | SourceProblem], report: BuildReport
+) -> Iterator[CertBlob | CertRun]:
     for item in items:
         if isinstance(item, SourceProblem):
             report.problems.append(item)
             report.skip(item.reason.split(":")[0], f"{item.source} byte {item.offset}")
         else:
             yield item
+
+
+def _tasks(items: Iterable[CertBlob | CertRun], counts: deque[int]) -> Iterator[list[CertBlob | CertRun]]:
+    """The workers' tasks: lists of about :data:`_TASK_CERTS` certificates (fewer once
+    :data:`_TASK_BYTES` are reached), each one's certificate count appended to ``counts`` as it goes.
+    Larger tasks than the pool's batches of 64 and runs instead of one object per certificate: the
+    parent's CPU goes per object cut and pickled and per task (its pool threads)."""
+    task: list[CertBlob | CertRun] = []
+    certs = size = 0
+    for item in items:
+        task.append(item)
+        certs += len(item.ends) if isinstance(item, CertRun) else 1
+        size += len(item.data)
+        if certs >= _TASK_CERTS or size >= _TASK_BYTES:
+            counts.append(certs)
+            yield task
+            task, certs, size = [], 0, 0
+    if task:
+        counts.append(certs)
+        yield task
 
 
 def build(
@@ -324,22 +348,31 @@ def _run(
     progress: Any,
 ) -> None:
     """Feed the certificates to the worker pool and the results to the writer, in input order."""
-    blobs = _blobs(iter_cert_blobs(sources, gnupghome), report)
+    counts: deque[int] = deque()  # certificates per task not yet delivered, in input order
+    blobs = _blobs(iter_cert_blobs(sources, gnupghome, run_certs=_TASK_CERTS), report)
     results = run_ordered(
-        blobs,
-        functools.partial(select_packed, opts),
-        workers=workers,
-        batched=True,
-        batch_size=64,
-        batch_bytes=4 << 20,
-        item_size=lambda b: len(b.data),
+        _tasks(blobs, counts), functools.partial(select_work, opts), workers=workers, batch_size=1
     )
+    try:
+        _take(results, counts, writer, report, progress)
+    except WorkerCrashed as exc:  # numbered in certificates, as when each was a pool item
+        cause = exc.__cause__
+        raise WorkerCrashed(report.keys, f"{type(cause).__name__}: {cause}" if cause else "") from cause
+
+
+def _take(
+    results: Iterable[Packed | Failed],
+    counts: deque[int],
+    writer: TreeWriter,
+    report: BuildReport,
+    progress: Any,
+) -> None:
+    """The workers' results, in input order, into the report and the writer."""
     for res in results:
-        report.keys += 1
+        keys = counts.popleft()
+        report.keys += keys
         if progress is not None:
-            progress.update(1)
-        if res is None:  # packed into the first item of its batch
-            continue
+            progress.update(keys)
         if isinstance(res, Failed):
             report.skip("worker error", res.reason)
             continue

@@ -16,7 +16,7 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -25,7 +25,7 @@ from engine import _native
 from engine.armor import ArmorReader
 from engine.errors import ArmorError, InvalidArgument, MalformedPacket
 
-__all__ = ["KEYRING_SUFFIXES", "CertBlob", "SourceProblem", "expand_sources", "iter_cert_blobs"]
+__all__ = ["KEYRING_SUFFIXES", "CertBlob", "CertRun", "SourceProblem", "expand_sources", "iter_cert_blobs"]
 
 KEYRING_SUFFIXES = (".asc", ".gpg", ".pgp", ".key", ".pub")
 MAX_CERT_BYTES = 8 << 20
@@ -44,6 +44,26 @@ class CertBlob:
     offset: int
     data: bytes
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CertRun:
+    """Consecutive plain certificates of one source in one byte string: certificate ``i`` is
+    ``data[ends[i-1]:ends[i]]`` (from 0 for the first), found at byte ``offset + ends[i-1]``. One object
+    instead of one :class:`CertBlob` each: the parent cuts and the pool pickles a run at once."""
+
+    source: str
+    offset: int
+    data: bytes
+    ends: tuple[int, ...]
+
+    def blobs(self) -> list[CertBlob]:
+        """The run's certificates, each as the :class:`CertBlob` the splitter would have made."""
+        out, start = [], 0
+        for end in self.ends:
+            out.append(CertBlob(self.source, self.offset + start, self.data[start:end]))
+            start = end
+        return out
 
 
 @dataclass(frozen=True)
@@ -145,13 +165,30 @@ class _Scanner:
             self.base += len(chunk)
 
 
+def _take_run(
+    sc: _Scanner, end: int, most: int, cert_end: Callable[..., int], max_uid: int, max_cert: int
+) -> CertRun:
+    """The plain certificate at ``sc.pos`` (ending at ``end``) and up to ``most`` - 1 plain ones after
+    it in the buffer, as one run; ``sc`` moves past them."""
+    buf, start = sc.buf, sc.pos
+    ends = [end - start]
+    while len(ends) < most and (nxt := cert_end(buf, end, max_uid, max_cert)) > 0:
+        ends.append(nxt - start)
+        end = nxt
+    sc.pos = end
+    return CertRun(sc.source, sc.base + start, buf[start:end], tuple(ends))
+
+
 def split_binary(
     f: BinaryIO,
     source: str,
     max_cert_bytes: int = MAX_CERT_BYTES,
     max_uid_bytes: int = MAX_UID_BYTES,
-) -> Iterator[CertBlob | SourceProblem]:
-    """Cut a binary keyring stream into certificates; a framing error ends the source with a problem."""
+    run_certs: int = 0,
+) -> Iterator[CertBlob | CertRun | SourceProblem]:
+    """Cut a binary keyring stream into certificates; a framing error ends the source with a problem.
+    With ``run_certs`` > 1, consecutive plain certificates come as :class:`CertRun` of up to that many
+    (the same certificates at the same offsets as the :class:`CertBlob` otherwise yielded)."""
     sc = _Scanner(f, source)
     cert_end = _native.kernel("wkdsel").cert_end
     parts: list[bytes] = []
@@ -173,6 +210,9 @@ def split_binary(
                 if (done := flush()) is not None:
                     yield done
                 parts, size, notes, too_big, dropping = [], 0, [], False, False
+                if run_certs > 1:
+                    yield _take_run(sc, end, run_certs, cert_end, max_uid_bytes, max_cert_bytes)
+                    continue
                 at = sc.offset
                 blob = sc.buf[sc.pos : end]
                 sc.pos = end
@@ -229,8 +269,9 @@ def _is_armored(head: bytes) -> bool:
     return head.lstrip()[:15] == b"-----BEGIN PGP "
 
 
-def split_stream(f: BinaryIO, source: str, **limits: int) -> Iterator[CertBlob | SourceProblem]:
-    """Certificates of a binary or armored stream (sniffed from its first bytes)."""
+def split_stream(f: BinaryIO, source: str, **limits: int) -> Iterator[CertBlob | CertRun | SourceProblem]:
+    """Certificates of a binary or armored stream (sniffed from its first bytes); ``limits``:
+    :func:`split_binary`'s keywords."""
     buffered = f if hasattr(f, "peek") else open(f.fileno(), "rb", closefd=False)  # noqa: SIM115
     head = buffered.peek(4096)[:4096]  # type: ignore[attr-defined]
     if not head.strip():
@@ -280,8 +321,9 @@ def gnupg_export(gnupghome: str) -> Iterator[str]:
 
 def iter_cert_blobs(
     sources: Iterable[str], gnupghome: str | None = None, **limits: int
-) -> Iterator[CertBlob | SourceProblem]:
-    """Every certificate of every source, in order (``gnupghome`` first), one at a time."""
+) -> Iterator[CertBlob | CertRun | SourceProblem]:
+    """Every certificate of every source, in order (``gnupghome`` first), one at a time (runs of them
+    with ``run_certs``; ``limits``: :func:`split_binary`'s keywords)."""
     with contextlib.ExitStack() as stack:
         files = [stack.enter_context(gnupg_export(gnupghome))] if gnupghome else []
         names = [f"gnupghome:{gnupghome}"] if gnupghome else []
