@@ -2,9 +2,9 @@
 
 AES key wrap (RFC 3394) and AES-CFB with the SEIPD v1 MDC (RFC 9580 section 5.13.1), the SHA-1 and the
 cipher run over the same 16 KiB piece while it is in cache; whole legacy-ECDH (Curve25519) PKESKs for a
-batch of session keys (X25519 by PyNaCl's libsodium, then KDF, key wrap and framing here). Results are
-written straight into new bytes objects; inputs are any C-contiguous buffer; the GIL is released for
-large inputs.
+batch of session keys (X25519 by fixed-base tables of the recipient, ``x25519fb.c``, or by PyNaCl's
+libsodium; then KDF, key wrap and framing here). Results are written straight into new bytes objects;
+inputs are any C-contiguous buffer; the GIL is released for large inputs.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
@@ -17,6 +17,7 @@ from libc.string cimport memcpy, memset
 cdef extern from "openssl/crypto.h" nogil:
     const char *OpenSSL_version(int t)
     int OPENSSL_VERSION
+    void OPENSSL_cleanse(void *ptr, size_t len)
 
 
 cdef extern from "pgpcrypto.h" nogil:
@@ -39,6 +40,16 @@ cdef extern from "pgpcrypto.h" nogil:
                                 const uint8_t *key, size_t keylen, uint8_t *out)
 
 
+cdef extern from "x25519fb.h" nogil:
+    ctypedef struct x25519fb_table:
+        pass
+    int x25519fb_init()
+    x25519fb_table *x25519fb_table_new(const uint8_t *u)
+    void x25519fb_table_free(x25519fb_table *table)
+    void x25519fb_agree_many(uint8_t *shared, uint8_t *eph, uint8_t *ok, const x25519fb_table *table,
+                             const uint8_t **secrets, size_t n)
+
+
 cdef extern from "cfbmb.h" nogil:
     ctypedef struct pgpb_cfb_job:
         const uint8_t *key
@@ -51,6 +62,8 @@ cdef extern from "cfbmb.h" nogil:
 
 if not pgpb_crypto_init():
     raise ImportError("libcrypto lacks AES-CFB, AES key wrap or SHA-1")
+if not x25519fb_init():
+    raise ImportError("X25519 base point table: out of memory")
 
 cdef Py_ssize_t BLOCK = 16
 cdef Py_ssize_t MDC_LEN = 22
@@ -151,14 +164,98 @@ cdef int _libsodium() except -1:
 
 def _x25519_via_bindings(bint on) -> None:
     """For tests: X25519 through ``nacl.bindings`` (as when PyNaCl hides its libsodium's function
-    addresses) while ``on``, else found again on the next use."""
-    global _x25519, _x25519_base, _x25519_py
+    addresses), the fixed-recipient tables off, while ``on``; else found again on the next use."""
+    global _x25519, _x25519_base, _x25519_py, _fixed_on
     _x25519 = _x25519_base = NULL
     _x25519_py = None
+    _fixed_on = not on
     if on:
         from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
 
         _x25519_py = (crypto_scalarmult, crypto_scalarmult_base)
+
+
+cdef class _FixedRecipient:
+    """The fixed-base table of one recipient's X25519 value (NULL: none, libsodium's ladder serves)."""
+
+    cdef x25519fb_table *table
+
+    def __dealloc__(self):
+        x25519fb_table_free(self.table)
+
+
+cdef dict _fixed = {}  # recipient value (32 octets) -> _FixedRecipient, oldest first
+cdef Py_ssize_t FIXED_CACHE = 16  # recipients kept (a table is 30 KiB)
+cdef Py_ssize_t FIXED_MIN_BATCH = 4  # a table costs about 3 ladders: not built for fewer messages
+cdef bint _fixed_on = True
+
+
+cdef _FixedRecipient _fixed_recipient(_Buf recipient, Py_ssize_t batch):
+    """The cached table of ``recipient``, built when the batch is big enough; None: use libsodium."""
+    if not _fixed_on:
+        return None
+    u = PyBytes_FromStringAndSize(<const char *>recipient.ptr(), 32)
+    cdef _FixedRecipient f = _fixed.get(u)
+    if f is None:
+        if batch < FIXED_MIN_BATCH:
+            return None
+        f = _FixedRecipient()
+        f.table = x25519fb_table_new(recipient.ptr())
+        if len(_fixed) >= FIXED_CACHE:
+            del _fixed[next(iter(_fixed))]
+        _fixed[u] = f
+    return f if f.table is not NULL else None
+
+
+def _x25519_fixed(recipient, secrets) -> "list | None":
+    """For tests: ``[(shared or None when all zero, eph), ...]`` of each 32-octet secret by the table of
+    ``recipient`` (built afresh), or None when the recipient gets no table."""
+    cdef _Buf r = _Buf(recipient)
+    if r.view.len != 32:
+        raise ValueError("an X25519 public key is 32 octets")
+    cdef _FixedRecipient f = _FixedRecipient()
+    f.table = x25519fb_table_new(r.ptr())
+    if f.table is NULL:
+        return None
+    cdef list held = [_Buf(s) for s in secrets]
+    cdef Py_ssize_t n = len(held), i
+    cdef _Agreed agreed = _Agreed(n)
+    for i in range(n):
+        if (<_Buf>held[i]).view.len != 32:
+            raise ValueError("an X25519 ephemeral secret is 32 octets")
+        agreed.secrets[i] = (<_Buf>held[i]).ptr()
+    agreed.run(f.table)
+    return [(PyBytes_FromStringAndSize(<char *>agreed.shared + 32 * i, 32) if agreed.ok[i] else None,
+             PyBytes_FromStringAndSize(<char *>agreed.eph + 32 * i, 32)) for i in range(n)]
+
+
+cdef class _Agreed:
+    """Scratch of a fixed-recipient batch: secret pointers in, shared secrets (wiped on collection),
+    ephemeral public values and all-zero flags out."""
+
+    cdef const uint8_t **secrets
+    cdef uint8_t *shared
+    cdef uint8_t *eph
+    cdef uint8_t *ok
+    cdef Py_ssize_t n
+
+    def __cinit__(self, Py_ssize_t n):
+        self.n = n
+        self.secrets = <const uint8_t **>PyMem_Malloc((n if n else 1) * sizeof(uint8_t *))
+        self.shared = <uint8_t *>PyMem_Malloc((n if n else 1) * 65)
+        if self.secrets is NULL or self.shared is NULL:
+            raise MemoryError()
+        self.eph = self.shared + 32 * n
+        self.ok = self.shared + 64 * n
+
+    def __dealloc__(self):
+        if self.shared is not NULL:
+            OPENSSL_cleanse(self.shared, 32 * self.n)
+        PyMem_Free(self.shared)
+        PyMem_Free(<void *>self.secrets)
+
+    cdef void run(self, const x25519fb_table *table):
+        x25519fb_agree_many(self.shared, self.eph, self.ok, table, self.secrets, self.n)
 
 
 cdef int _agree(_Buf secret, _Buf recipient, uint8_t *shared, uint8_t *eph) except -1:
@@ -180,9 +277,20 @@ cdef int _agree(_Buf secret, _Buf recipient, uint8_t *shared, uint8_t *eph) exce
     return 0
 
 
+cdef _Buf _check_pair(key, secret):
+    """The secret's buffer, after the checks of a (session key, ephemeral secret) pair."""
+    cdef _Buf k = _Buf(key), sec = _Buf(secret)
+    if sec.view.len != 32:
+        raise ValueError("an X25519 ephemeral secret is 32 octets")
+    if k.view.len < 1 or k.view.len > 200:
+        raise ValueError("session key size out of range")
+    return sec
+
+
 def ecdh25519_pkesks(recipient, param, head, int kdf_hash, int kek_size, cipher, keys, secrets) -> list:
-    """:func:`engine._pgpcrypto_py.ecdh25519_pkesks` (documented there): X25519 through PyNaCl's libsodium,
-    the KDF, key wrap and packet framing in C."""
+    """:func:`engine._pgpcrypto_py.ecdh25519_pkesks` (documented there): X25519 by fixed-base tables of
+    the recipient and the base point (``x25519fb.c``; batches of ``FIXED_MIN_BATCH`` or more, recipients
+    that map to a point of large order) or else PyNaCl's libsodium, the KDF, key wrap and framing in C."""
     cdef _Buf r = _Buf(recipient), prm = _Buf(param), hd = _Buf(head), k, sec
     cdef list ks = list(keys), ss = list(secrets), outs = []
     cdef uint8_t shared[32]
@@ -199,21 +307,35 @@ def ecdh25519_pkesks(recipient, param, head, int kdf_hash, int kek_size, cipher,
     if prm.view.len > 256 or <size_t>hd.view.len > PGPB_PKESK_HEAD_MAX:
         raise ValueError("ECDH parameter string or PKESK head too long")
     _libsodium()
-    try:
+    cdef _FixedRecipient fixed = _fixed_recipient(r, len(ss))
+    cdef _Agreed agreed = None
+    cdef list held = []
+    cdef Py_ssize_t i = 0
+    if fixed is not None:  # all the X25519 first, in one call (its conversions share inversions)
+        agreed = _Agreed(len(ss))
         for key, secret in zip(ks, ss):
-            k, sec = _Buf(key), _Buf(secret)
-            if sec.view.len != 32:
-                raise ValueError("an X25519 ephemeral secret is 32 octets")
-            if k.view.len < 1 or k.view.len > 200:
-                raise ValueError("session key size out of range")
-            _agree(sec, r, shared, eph)
+            held.append(_check_pair(key, secret))
+            agreed.secrets[i] = (<_Buf>held[i]).ptr()
+            i += 1
+        agreed.run(fixed.table)
+    try:
+        for i in range(len(ks)):
+            if agreed is None:
+                sec = _check_pair(ks[i], ss[i])
+                _agree(sec, r, shared, eph)
+            elif agreed.ok[i]:
+                memcpy(shared, agreed.shared + 32 * i, 32)
+                memcpy(eph, agreed.eph + 32 * i, 32)
+            else:
+                raise ValueError("X25519 key agreement failed: all-zero shared secret")
+            k = _Buf(ks[i])
             n = pgpb_ecdh25519_pkesk(shared, eph, prm.ptr(), prm.view.len, hd.ptr(), hd.view.len, kdf_hash,
                                      kek_size, c, k.ptr(), k.view.len, packet)
             if n == 0:
                 raise ValueError("ECDH PKESK: KDF or key wrap failed in libcrypto")
             outs.append(PyBytes_FromStringAndSize(<char *>packet, n))
     finally:
-        memset(shared, 0, 32)
+        OPENSSL_cleanse(shared, 32)
     return outs
 
 
