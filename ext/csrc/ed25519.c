@@ -44,13 +44,6 @@ static void ge_add_any(ge_p1p1 *r, const ge_p3 *p, const fe *ypx, const fe *ymx,
     }
 }
 
-static void p3_to_cached(ge_cached *r, const ge_p3 *p) {
-    fe_add(&r->ypx, &p->Y, &p->X);
-    fe_sub(&r->ymx, &p->Y, &p->X);
-    fe_add(&r->z2, &p->Z, &p->Z);
-    fe_mul(&r->t2d, &p->T, &D2);
-}
-
 static void p3_to_p2(ge_p2 *r, const ge_p3 *p) {
     r->X = p->X, r->Y = p->Y, r->Z = p->Z;
 }
@@ -157,16 +150,16 @@ static void odd_multiples(ge_cached *table, const ge_p3 *p, int count) {
     ge_p2 p2;
     ge_p3 twice, cur = *p;
     ge_cached twice_c;
-    p3_to_cached(&table[0], p);
+    ge_p3_to_cached(&table[0], p, &D2);
     if (count < 2) return;
     p3_to_p2(&p2, p);
     ge_dbl(&t, &p2);
     p1p1_to_p3(&twice, &t);
-    p3_to_cached(&twice_c, &twice);
+    ge_p3_to_cached(&twice_c, &twice, &D2);
     for (int i = 1; i < count; i++) {
         ge_add_any(&t, &cur, &twice_c.ypx, &twice_c.ymx, &twice_c.z2, &twice_c.t2d, 0);
         p1p1_to_p3(&cur, &t);
-        p3_to_cached(&table[i], &cur);
+        ge_p3_to_cached(&table[i], &cur, &D2);
     }
 }
 

@@ -240,6 +240,14 @@ typedef struct {
     fe ypx, ymx, t2d;
 } ge_affine; /* y + x, y - x, 2dxy (Z = 1) */
 
+/* The cached form of P for additions; D2 = 2d (each file keeps its own constant). */
+static inline void ge_p3_to_cached(ge_cached *r, const ge_p3 *p, const fe *d2) {
+    fe_add(&r->ypx, &p->Y, &p->X);
+    fe_sub(&r->ymx, &p->Y, &p->X);
+    fe_add(&r->z2, &p->Z, &p->Z);
+    fe_mul(&r->t2d, &p->T, d2);
+}
+
 static inline void p1p1_to_p2(ge_p2 *r, const ge_p1p1 *p) {
     fe_mul(&r->X, &p->X, &p->T);
     fe_mul(&r->Y, &p->Y, &p->Z);

@@ -56,13 +56,6 @@ static void add_cached(ge_p1p1 *r, const ge_p3 *p, const ge_cached *q) {
     add_core(r, p, &q->ypx, &q->ymx, &q->t2d, &d);
 }
 
-static void to_cached(ge_cached *r, const ge_p3 *p) {
-    fe_add(&r->ypx, &p->Y, &p->X);
-    fe_sub(&r->ymx, &p->Y, &p->X);
-    fe_add(&r->z2, &p->Z, &p->Z);
-    fe_mul(&r->t2d, &p->T, &FB_D2);
-}
-
 static void dbl_p3(ge_p3 *r, const ge_p3 *p) {
     ge_p2 q = {p->X, p->Y, p->Z};
     ge_p1p1 t;
@@ -102,7 +95,7 @@ static void build(x25519fb_table *table, const ge_p3 *p, ge_p3 *pts, fe *prefix)
     for (int i = 0; i < ROWS; i++) {
         ge_p3 *row = &pts[i * COLS];
         row[0] = q;
-        to_cached(&qc, &q);
+        ge_p3_to_cached(&qc, &q, &FB_D2);
         for (int j = 1; j < COLS; j++) {
             add_cached(&t, &row[j - 1], &qc);
             p1p1_to_p3(&row[j], &t);
