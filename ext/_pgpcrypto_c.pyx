@@ -219,34 +219,38 @@ def _x25519_fixed(recipient, secrets) -> "list | None":
         return None
     cdef list held = [_Buf(s) for s in secrets]
     cdef Py_ssize_t n = len(held), i
-    cdef _Agreed agreed = _Agreed(n)
     for i in range(n):
         if (<_Buf>held[i]).view.len != 32:
             raise ValueError("an X25519 ephemeral secret is 32 octets")
-        agreed.secrets[i] = (<_Buf>held[i]).ptr()
+    cdef _Agreed agreed = _Agreed(held)
     agreed.run(f.table)
     return [(PyBytes_FromStringAndSize(<char *>agreed.shared + 32 * i, 32) if agreed.ok[i] else None,
              PyBytes_FromStringAndSize(<char *>agreed.eph + 32 * i, 32)) for i in range(n)]
 
 
 cdef class _Agreed:
-    """Scratch of a fixed-recipient batch: secret pointers in, shared secrets (wiped on collection),
-    ephemeral public values and all-zero flags out."""
+    """Scratch of a fixed-recipient batch: the secrets in (their checked 32-octet buffers, held here so
+    the pointers stay valid), shared secrets (wiped on collection), ephemeral public values and
+    all-zero flags out."""
 
+    cdef list held
     cdef const uint8_t **secrets
     cdef uint8_t *shared
     cdef uint8_t *eph
     cdef uint8_t *ok
     cdef Py_ssize_t n
 
-    def __cinit__(self, Py_ssize_t n):
-        self.n = n
+    def __cinit__(self, list held):
+        cdef Py_ssize_t n = len(held), i
+        self.n, self.held = n, held
         self.secrets = <const uint8_t **>PyMem_Malloc((n if n else 1) * sizeof(uint8_t *))
         self.shared = <uint8_t *>PyMem_Malloc((n if n else 1) * 65)
         if self.secrets is NULL or self.shared is NULL:
             raise MemoryError()
         self.eph = self.shared + 32 * n
         self.ok = self.shared + 64 * n
+        for i in range(n):
+            self.secrets[i] = (<_Buf>held[i]).ptr()
 
     def __dealloc__(self):
         if self.shared is not NULL:
@@ -309,14 +313,9 @@ def ecdh25519_pkesks(recipient, param, head, int kdf_hash, int kek_size, cipher,
     _libsodium()
     cdef _FixedRecipient fixed = _fixed_recipient(r, len(ss))
     cdef _Agreed agreed = None
-    cdef list held = []
-    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t i
     if fixed is not None:  # all the X25519 first, in one call (its conversions share inversions)
-        agreed = _Agreed(len(ss))
-        for key, secret in zip(ks, ss):
-            held.append(_check_pair(key, secret))
-            agreed.secrets[i] = (<_Buf>held[i]).ptr()
-            i += 1
+        agreed = _Agreed([_check_pair(key, secret) for key, secret in zip(ks, ss)])
         agreed.run(fixed.table)
     try:
         for i in range(len(ks)):
