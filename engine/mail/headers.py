@@ -65,6 +65,27 @@ def iter_fields(raw: bytes, header_end: int) -> Iterator[Field]:
     yield Field(name.decode("ascii").lower(), start, header_end, colon)
 
 
+def iter_delimiter_ends(raw: bytes, boundary: bytes, start: int = 0, close: bool = True) -> Iterator[int]:
+    """Where each boundary delimiter line from ``start`` on ends (before its LF): ``--BOUNDARY`` (or, with
+    ``close``, ``--BOUNDARY--``) at a line start, then only spaces and tabs, an optional CR and the line
+    end: the matches of ``(?m)^--BOUNDARY(--)?[ \t]*\r?$``. Found with ``bytes.find``: a regex per
+    boundary (unique per message) would be compiled again for every message and scan every line."""
+    needle, n = b"--" + boundary, len(raw)
+    i = raw.find(needle, start)
+    while i >= 0:
+        if i == 0 or raw[i - 1] == 0x0A:
+            k = i + len(needle)
+            if close and raw.startswith(b"--", k):
+                k += 2
+            while k < n and raw[k] in (0x20, 0x09):
+                k += 1
+            if k < n and raw[k] == 0x0D:
+                k += 1
+            if k == n or raw[k] == 0x0A:
+                yield k
+        i = raw.find(needle, i + 1)
+
+
 def field_value(raw: bytes, field: Field) -> str:
     """The unfolded value of a field, decoded as Latin-1 (lossless for 8-bit headers) and stripped."""
     text = raw[field.colon + 1 : field.end].decode("latin-1")

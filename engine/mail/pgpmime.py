@@ -25,6 +25,7 @@ from engine.mail.headers import (
     content_type,
     eol_of,
     field_value,
+    iter_delimiter_ends,
     iter_fields,
     parse_content_type,
     parse_head,
@@ -278,25 +279,9 @@ def armored_span(raw: bytes) -> tuple[int, int, int]:
 
 
 def delimiter_ends(raw: bytes, boundary: bytes, start: int = 0) -> list[int]:
-    """Where each boundary delimiter line from ``start`` on ends (before its LF): ``--BOUNDARY`` or
-    ``--BOUNDARY--`` at a line start, then only spaces and tabs, an optional CR and the line end, the
-    matches of ``(?m)^--BOUNDARY(--)?[ \t]*\r?$``. Found with ``bytes.find``: a regex per boundary
-    (unique per message) would be compiled again for every message and scan every line."""
-    needle, n, ends = b"--" + boundary, len(raw), []
-    i = raw.find(needle, start)
-    while i >= 0:
-        if i == 0 or raw[i - 1] == 0x0A:
-            k = i + len(needle)
-            if raw.startswith(b"--", k):
-                k += 2
-            while k < n and raw[k] in (0x20, 0x09):
-                k += 1
-            if k < n and raw[k] == 0x0D:
-                k += 1
-            if k == n or raw[k] == 0x0A:
-                ends.append(k)
-        i = raw.find(needle, i + 1)
-    return ends
+    """Where each boundary delimiter line, opening or closing, from ``start`` on ends (before its LF):
+    :func:`~engine.mail.headers.iter_delimiter_ends` as a list."""
+    return list(iter_delimiter_ends(raw, boundary, start))
 
 
 def _encrypted_part(raw: bytes) -> tuple[bytes, int]:
