@@ -6,6 +6,9 @@ Same names, arguments and results as the native kernel; the tests run every case
 * :func:`verify_batch`: are all ``checks`` valid under ``key``? One combined equation with random 128-bit
   weights: True means every signature is valid (but for a chance of 2**-128 per call); False means at
   least one is not, and :func:`verify_one` tells which.
+* :func:`verify_many`: the verdict of each ``(key, check)``, keys varying, each equal to :func:`verify_one`'s
+  (but for a chance of about 2**-120 per call): one equation over them all; when it fails, halves of the
+  keys are checked in turn down to single keys, whose checks are then verified alone.
 
 The verdict is RFC 8032 section 5.1.7's cofactored group equation ``[8][S]B == [8]R + [8][h]A`` with
 ``h = SHA-512(R || A || M) mod L``, after libsodium's pre-checks: S < L, canonical encodings of A and R,
@@ -22,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-__all__ = ["features", "verify_batch", "verify_one"]
+__all__ = ["features", "many_counts", "verify_batch", "verify_many", "verify_one"]
 
 _P = 2**255 - 19
 _L = 2**252 + 27742317777372353535851937790883648493
@@ -177,3 +180,97 @@ def verify_batch(key: bytes, checks: list[bytes]) -> bool:
     False when any is not (or ``checks`` is empty)."""
     weights = [1] + [secrets.randbits(128) for _ in checks[1:]]
     return _equation(key, checks, weights)
+
+
+class _Group:
+    """One key's checks in :func:`verify_many`: their indexes, the terms of -R_i with weights z_i, and
+    the sums z_i S_i and z_i h_i (the weight of -A)."""
+
+    __slots__ = ("h_sum", "indexes", "minus_a", "s_sum", "terms")
+
+    def __init__(self, minus_a: Point) -> None:
+        self.minus_a = minus_a
+        self.indexes: list[int] = []
+        self.terms: list[tuple[int, list[Point]]] = []
+        self.s_sum = self.h_sum = 0
+
+
+def _groups(items: list[tuple[bytes, bytes]]) -> list[_Group]:
+    """The checks of ``items`` that pass the pre-checks, by key (first appearance first), with random
+    odd 128-bit weights."""
+    by_key: dict[bytes, _Group | None] = {}
+    for i, (key, check) in enumerate(items):
+        if len(key) != 32:
+            continue
+        if key not in by_key:
+            a = _decompress(key)
+            by_key[key] = None if a is None else _Group((_P - a[0], a[1], a[2], _P - a[3]))
+        group = by_key[key]
+        got = None if group is None else _split(key, check)
+        if group is None or got is None:
+            continue
+        s, minus_r, h = got
+        z = secrets.randbits(128) | 1
+        group.indexes.append(i)
+        group.terms.append((z, _table(minus_r)))
+        group.s_sum += z * s
+        group.h_sum += z * h
+    return [g for g in by_key.values() if g is not None and g.indexes]
+
+
+_counts = [0, 0]  # equations and single verifications of the last verify_many call
+
+
+def _many_holds(groups: list[_Group]) -> bool:
+    """Does the combined equation of ``groups`` hold?"""
+    _counts[0] += 1
+    terms = [(sum(g.s_sum for g in groups) % _L, _B_TABLE)]
+    for g in groups:
+        terms += g.terms
+        terms.append((g.h_sum % _L, _table(g.minus_a)))
+    return _is_small(_straus(terms))
+
+
+def _accept(groups: list[_Group], verdicts: list[bool]) -> None:
+    for g in groups:
+        for i in g.indexes:
+            verdicts[i] = True
+
+
+def _bisect(
+    groups: list[_Group], failing: bool, items: list[tuple[bytes, bytes]], verdicts: list[bool]
+) -> None:
+    """Verdicts for ``groups``: their equation holds, or halves are checked in turn down to single keys,
+    whose checks are then verified alone (``failing``: the equation is known to fail)."""
+    if not failing and _many_holds(groups):
+        _accept(groups, verdicts)
+        return
+    if len(groups) == 1:
+        for i in groups[0].indexes:
+            verdicts[i] = verify_one(*items[i])
+        _counts[1] += len(groups[0].indexes)
+        return
+    mid = len(groups) // 2
+    if _many_holds(groups[:mid]):  # the failure is on the right
+        _accept(groups[:mid], verdicts)
+        _bisect(groups[mid:], True, items, verdicts)
+    else:
+        _bisect(groups[:mid], True, items, verdicts)
+        _bisect(groups[mid:], False, items, verdicts)
+
+
+def verify_many(items: list[tuple[bytes, bytes]]) -> list[bool]:
+    """The verdict of each ``(key, check)`` of ``items`` (keys may differ and repeat), each equal to
+    :func:`verify_one`'s: one equation with random 128-bit weights over them all; when it fails, halves
+    of the keys are checked in turn down to single keys, whose checks are then verified alone."""
+    verdicts = [False] * len(items)
+    _counts[:] = [0, 0]
+    groups = _groups(items)
+    if groups:
+        _bisect(groups, False, items, verdicts)
+    return verdicts
+
+
+def many_counts() -> tuple[int, int]:
+    """``(equations, single verifications)`` the last :func:`verify_many` call made (tests, benchmarks)."""
+    return _counts[0], _counts[1]

@@ -4,12 +4,13 @@ Each rule mirrors ``engine.openpgp.keys`` (newest valid self-signature at a time
 revocations, key expiry from the primary User ID's self-signature, subkeys valid with their newest
 binding) but asks for a signature's verification only when the answer changes the outcome. The common
 shape (one signature per User ID, no key expiry or revocation) takes a one-pass path, :func:`select_plain`;
-:func:`select_fast` makes the same decisions from one call of the ``wkdsel`` kernel (``plain_cert``).
+:func:`select_fast` makes the same decisions from one call of the ``wkdsel`` kernel (``plain_cert``). A
+WKD task runs its three steps over all its certificates (:func:`prepare_fast` each, :func:`verify_prepared`
+once: every Ed25519 signature of the task in one ``verify_many`` call, :func:`finish_fast` each).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 from engine import _native
@@ -32,7 +33,17 @@ from engine.wkd.lean import (
 )
 from engine.wkd.validate import normalize_address
 
-__all__ = ["Chosen", "select_fast", "select_general", "select_lean", "select_plain"]
+__all__ = [
+    "Chosen",
+    "Prepared",
+    "finish_fast",
+    "prepare_fast",
+    "select_fast",
+    "select_general",
+    "select_lean",
+    "select_plain",
+    "verify_prepared",
+]
 
 _DIRECT, _KEY_REV, _BINDING, _SUB_REV, _CERT_REV = 0x1F, 0x20, 0x18, 0x28, 0x30
 
@@ -236,36 +247,102 @@ def select_plain(
     ]
 
 
-def select_fast(
-    data: bytes, domains: frozenset[str] | None, now: int
-) -> tuple[list[tuple[str, str, str, bytes, str]], str, int, list[tuple[str, str]], float, float] | None:
+FastResult = tuple[list[tuple[str, str, str, bytes, str]], str, int, list[tuple[str, str]], float, float]
+
+
+class Prepared:
+    """A certificate of the common shape as the kernel's ``plain_cert`` returns it (:func:`prepare_fast`),
+    with the Ed25519 checks its selection may ask for (``checks``; None: verified on demand) and, once
+    :func:`verify_prepared` ran, their verdicts and a share of its time."""
+
+    __slots__ = (
+        "checks",
+        "created",
+        "fpr",
+        "key",
+        "key_packet",
+        "parse",
+        "spent",
+        "subkeys",
+        "uids",
+        "verdicts",
+    )
+
+    def __init__(self, got: tuple, parse: float, checks: list[bytes] | None) -> None:
+        self.fpr, self.created, self.key, self.key_packet, self.uids, self.subkeys = got
+        self.parse = parse  # seconds in the kernel
+        self.checks = checks
+        self.verdicts: dict[bytes, bool] = {}
+        self.spent = 0.0  # seconds verifying, before :func:`finish_fast`
+
+
+def select_fast(data: bytes, domains: frozenset[str] | None, now: int) -> FastResult | None:
     """:func:`select_plain` of certificate ``data`` from the kernel's ``plain_cert``: ``(chosen, fingerprint
     hex, key creation, reasons for the addresses left out, seconds in the kernel, seconds verifying)``; None
     for a certificate of another shape, or Ed25519 without libsodium (the caller takes :class:`LeanCert`).
 
     The kernel has done everything but the public-key operations; Python verifies what decides (an
-    Ed25519 key's signatures in one batch with the native ``ed25519`` kernel: :func:`_ed25519_verifier`)."""
+    Ed25519 key's signatures at once with the native ``ed25519`` kernel: :func:`verify_prepared`; a whole
+    batch of certificates shares one such call when the caller runs the three steps itself)."""
+    prepared = prepare_fast(data, domains, now)
+    if prepared is None:
+        return None
+    verify_prepared([prepared])
+    return finish_fast(prepared, domains, now)
+
+
+def prepare_fast(data: bytes, domains: frozenset[str] | None, now: int) -> Prepared | None:
+    """The first step of :func:`select_fast`: the kernel's ``plain_cert`` and the Ed25519 checks to verify
+    (:func:`_ed25519_checks`); None as there."""
     kernel = _native.kernel("wkdsel")
     t0 = _clock()
     got = kernel.plain_cert(data, _KNOWN_MASK)
     parse = _clock() - t0
     if got is None:
         return None
-    fpr, created, key, key_packet, uids, subkeys = got
+    _, created, key, _, uids, subkeys = got
+    checks = None
     if type(key) is bytes:
         if _lean._sodium_open is None:
             return None
         if _native.kernel("ed25519").features()["native"]:
-            verify = _ed25519_verifier(key, uids, subkeys, domains, created > now, now)
-        else:  # the twin is ~40x slower than libsodium: one signature at a time, as the reference does
-            verify = _lean._sodium_ok
+            checks = _ed25519_checks(uids, subkeys, domains, created > now, now)
+        # else: the twin is ~40x slower than libsodium: one signature at a time, as the reference does
+    return Prepared(got, parse, checks)
+
+
+def verify_prepared(batch: list[Prepared]) -> None:
+    """The verdicts of every Ed25519 check of ``batch`` from one call of the native kernel's
+    ``verify_many`` (each verdict that of ``verify_one``), its time shared by their numbers of checks."""
+    items = [(p.key, check) for p in batch if p.checks for check in p.checks]
+    if not items:
+        return
+    t = _clock()
+    verdicts = _native.kernel("ed25519").verify_many(items)
+    share = (_clock() - t) / len(items)
+    at = 0
+    for p in batch:
+        if p.checks:
+            count = len(p.checks)
+            p.verdicts = dict(zip(p.checks, verdicts[at : at + count], strict=True))
+            p.spent += share * count
+            at += count
+
+
+def finish_fast(p: Prepared, domains: frozenset[str] | None, now: int) -> FastResult:
+    """The last step of :func:`select_fast`: the decisions, with the verdicts :func:`verify_prepared` left."""
+    if type(p.key) is not bytes:
+        verify = _native.kernel("wkdsel").rsa_verify
+    elif p.checks is None:
+        verify = _lean._sodium_ok
     else:
-        verify = kernel.rsa_verify
-    spent = 0.0
+        verify = _Ed25519Verdicts(p.verdicts).verify
+    fpr, created, key = p.fpr, p.created, p.key
+    spent = p.spent
     left: list[tuple[str, str]] = []
     key_problem = "key created in the future" if created > now else None
     best: dict[str, tuple[tuple[int, int], bytes, tuple[str, str, str]]] = {}
-    for where, body, check, sig_created, expires, primary, packets in uids:
+    for where, body, check, sig_created, expires, primary, packets in p.uids:
         if where is None:
             where = _address(body, domains, left)  # not plain ASCII, or no address: the full rules
             if where is None:
@@ -291,9 +368,9 @@ def select_fast(
         if where[2] not in best or rank > best[where[2]][0]:
             best[where[2]] = (rank, packets, where)
     if not best:
-        return [], fpr, created, left, parse, spent
+        return [], fpr, created, left, p.parse, spent
     subs = []
-    for check, sub_created, sig_created, expires, key_exp, packets in subkeys:
+    for check, sub_created, sig_created, expires, key_exp, packets in p.subkeys:
         if check is None or not live(sig_created, expires, now) or not live(sub_created, key_exp, now):
             continue  # no binding live now, or the subkey not valid (the order of these checks is free)
         t = _clock()
@@ -303,25 +380,23 @@ def select_fast(
             subs.append(packets)
     tail = b"".join(subs)
     chosen = [
-        (local, domain, address, key_packet + packets + tail, "valid")
+        (local, domain, address, p.key_packet + packets + tail, "valid")
         for address, (_, packets, (local, domain, _)) in best.items()
     ]  # the fields of :class:`Chosen`, without its constructor
-    return chosen, fpr, created, left, parse, spent
+    return chosen, fpr, created, left, p.parse, spent
 
 
-def _ed25519_verifier(
-    key: bytes,
+def _ed25519_checks(
     uids: list[tuple],
     subkeys: list[tuple],
     domains: frozenset[str] | None,
     future: bool,
     now: int,
-) -> Callable[[bytes, bytes], bool]:
-    """The ``verify(check, key)`` of :func:`select_fast` for the Ed25519 key ``key``: its first call
-    verifies, in one batch, every check the selection may ask for (those of the User IDs that reach the
-    check, then of the subkey bindings live now; the same conditions as there)."""
+) -> list[bytes]:
+    """The checks (signature || digest) :func:`finish_fast` may ask of an Ed25519 key: those of the User IDs
+    that reach the check, then of the subkey bindings live now (the same conditions as there)."""
     if future:
-        return _Ed25519Batch(key, []).verify  # no User ID reaches the check
+        return []  # no User ID reaches the check
     checks = [row[2] for row in uids if row[2] is not None and _considered(row[0], row[1], domains)]
     if checks:  # the subkeys are checked only when a User ID is published: optimistically in the batch
         checks += [
@@ -329,38 +404,30 @@ def _ed25519_verifier(
             for check, sub_created, sig_created, expires, key_exp, _ in subkeys
             if check is not None and live(sig_created, expires, now) and live(sub_created, key_exp, now)
         ]
-    return _Ed25519Batch(key, checks).verify
+    return checks
 
 
 def _considered(where: tuple[str, str, str] | None, body: bytes, domains: frozenset[str] | None) -> bool:
-    """Does :func:`select_fast` consider the User ID (address ``where`` from the kernel, else ``body``)?"""
+    """Does :func:`finish_fast` consider the User ID (address ``where`` from the kernel, else ``body``)?"""
     if where is None:
         return _address(body, domains, []) is not None
     return domains is None or where[1] in domains
 
 
-class _Ed25519Batch:
-    """Ed25519 verdicts for one key's signatures: the first question verifies all ``checks`` (each
-    signature || digest) in one batch; when that fails, or for a check not in it, each is verified alone,
-    so no verdict depends on the key's other signatures (the kernel ``ed25519``: RFC 8032's cofactored
-    equation with libsodium's pre-checks)."""
+class _Ed25519Verdicts:
+    """Ed25519 verdicts for one key's signatures: those :func:`verify_prepared` found, else (a check not
+    among them) the kernel's ``verify_one``; each verdict is ``verify_one``'s, so none depends on another
+    signature (the kernel ``ed25519``: RFC 8032's cofactored equation with libsodium's pre-checks)."""
 
-    __slots__ = ("all_valid", "checks", "kernel", "key")
+    __slots__ = ("verdicts",)
 
-    def __init__(self, key: bytes, checks: list[bytes]) -> None:
-        self.key = key
-        self.checks: list[bytes] | None = checks
-        self.kernel = _native.kernel("ed25519")
-        self.all_valid: frozenset[bytes] = frozenset()
+    def __init__(self, verdicts: dict[bytes, bool]) -> None:
+        self.verdicts = verdicts
 
     def verify(self, check: bytes, key: bytes) -> bool:
-        """Is ``check`` a valid signature by ``key`` (the key of this batch)?"""
-        checks = self.checks
-        if checks is not None:
-            self.checks = None
-            if len(checks) > 1 and self.kernel.verify_batch(self.key, checks):
-                self.all_valid = frozenset(checks)
-        return check in self.all_valid or self.kernel.verify_one(key, check)
+        """Is ``check`` a valid signature by ``key`` (the key the verdicts are for)?"""
+        got = self.verdicts.get(check)
+        return _native.kernel("ed25519").verify_one(key, check) if got is None else got
 
 
 def _address(

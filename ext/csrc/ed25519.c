@@ -5,9 +5,13 @@
  * Straus (interleaved) multiplication over the base point B (a table of odd multiples in affine form,
  * built once), -A and each -R_i (tables of odd multiples built per call), each scalar in width-w NAF, so
  * the ~253 doublings are made once for all of them. Scalars mod L go through OpenSSL's BIGNUM.
+ * ed_verify_many does the same over the checks of many keys (a WKD task's: each key's -A weighted by the sum
+ * of its checks' z_i h_i), its additions sorted by bit beforehand; the points' tables and weights are made
+ * once, so the bisection after a failed equation only re-sorts the additions of the keys it takes.
  */
 #include "ed25519.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -302,4 +306,294 @@ int ed_verify_batch(const uint8_t *key, const uint8_t *const *checks, const size
     if (want && getrandom(z[1], want, 0) != (ssize_t)want) return -1;
     for (size_t i = 1; i < n; i++) z[i][0] |= 1;  /* odd: never 0 */
     return verify_weighted(key, checks, lens, n, (const uint8_t(*)[16])z);
+}
+
+
+/* ---- many keys: one equation over the checks of several keys --------------------------------- */
+
+/* A point of a many-key equation: the table of odd multiples of -P and the non-zero digits of its weight. */
+#define MANY_TABLE (1 << (W_VAR - 2))
+#define MANY_DIGITS (NAF_LEN / W_VAR + 1)  /* a width-W NAF has a zero run of W - 1 after each digit */
+
+typedef struct {
+    ge_cached table[MANY_TABLE];
+    int ndigits;
+    uint16_t bits[MANY_DIGITS];
+    int8_t digits[MANY_DIGITS];
+} many_point;
+
+/* A key's group: its checks that passed the pre-checks (ITEM_ORDER[first .. first + count)), -A with the
+ * weight sum z_i h_i mod L, and sum z_i S_i mod L. */
+typedef struct {
+    size_t first, count;
+    many_point a;
+    uint8_t s_sum[32];
+} many_group;
+
+typedef struct {
+    const ge_cached *entry;
+    int negative;
+} many_add;
+
+/* What the last ed_verify_many call did (ed_many_counts). */
+static size_t MANY_EQUATIONS, MANY_SINGLES;
+
+/* Per-call buffers, grown on demand (static: callers hold the GIL). */
+static struct {
+    size_t cap;
+    many_point *items;  /* by input index */
+    many_group *groups;
+    size_t *item_order;
+    int32_t *key_of;    /* the key group of each input (-1: refused by the pre-checks) */
+    int32_t *slots;     /* open addressing over the keys: group index + 1 */
+    size_t *key_first;  /* an input holding each key */
+    uint8_t (*z)[16];
+    many_add *adds;     /* the additions of one equation, by bit */
+} M;
+
+static int many_reserve(size_t n) {
+    if (n <= M.cap) return 1;
+    size_t cap = n < 64 ? 64 : n;
+    free(M.items), free(M.groups), free(M.item_order), free(M.key_of), free(M.slots), free(M.key_first);
+    free(M.z), free(M.adds);
+    M.items = malloc(cap * sizeof *M.items);
+    M.groups = malloc(cap * sizeof *M.groups);
+    M.item_order = malloc(cap * sizeof *M.item_order);
+    M.key_of = malloc(cap * sizeof *M.key_of);
+    M.slots = malloc(4 * cap * sizeof *M.slots);
+    M.key_first = malloc(cap * sizeof *M.key_first);
+    M.z = malloc(cap * sizeof *M.z);
+    M.adds = malloc(2 * cap * MANY_DIGITS * sizeof *M.adds);
+    M.cap = cap;
+    if (M.items && M.groups && M.item_order && M.key_of && M.slots && M.key_first && M.z && M.adds) return 1;
+    M.cap = 0;
+    return 0;
+}
+
+/* The table of MINUS_P and the digits of its weight SCALAR into POINT. */
+static void many_point_set(many_point *point, const ge_p3 *minus_p, const uint8_t scalar[32]) {
+    int8_t naf[NAF_LEN];
+    odd_multiples(point->table, minus_p, MANY_TABLE);
+    int top = wnaf(naf, scalar, W_VAR), count = 0;
+    for (int i = 0; i <= top; i++) {
+        if (naf[i]) {
+            point->bits[count] = (uint16_t)i;
+            point->digits[count++] = naf[i];
+        }
+    }
+    point->ndigits = count;
+}
+
+static void many_digits_count(const many_point *point, size_t *at_bit) {
+    for (int k = 0; k < point->ndigits; k++) at_bit[point->bits[k]]++;
+}
+
+static void many_digits_place(const many_point *point, size_t *next) {
+    for (int k = 0; k < point->ndigits; k++) {
+        int d = point->digits[k];
+        many_add *a = &M.adds[next[point->bits[k]]++];
+        a->entry = &point->table[(d > 0 ? d : -d) >> 1];
+        a->negative = d < 0;
+    }
+}
+
+/* Does the equation of the groups LO .. HI - 1 hold: [8]([sum z_i S_i] B - sum [z_i] R_i - sum [sum z_i h_i] A)
+ * == identity, the sums over their checks? -1 on a BIGNUM failure. */
+static int many_check(size_t lo, size_t hi) {
+    static const ge_p2 identity = {{{0}}, {{1}}, {{1}}};
+    size_t start[NAF_LEN + 1] = {0}, next[NAF_LEN];
+    uint8_t s[32];
+    MANY_EQUATIONS++;
+    BN_zero(BN_ACC_S);
+    for (size_t g = lo; g < hi; g++) {
+        if (!BN_lebin2bn(M.groups[g].s_sum, 32, BN_V) || !BN_add(BN_ACC_S, BN_ACC_S, BN_V)) return -1;
+    }
+    if (!reduce(s, BN_ACC_S)) return -1;
+    int top = wnaf(BASE_NAF, s, W_BASE);
+    for (size_t g = lo; g < hi; g++) {  /* the additions sorted by bit: counts, offsets, placement */
+        const many_group *grp = &M.groups[g];
+        many_digits_count(&grp->a, start + 1);
+        for (size_t k = 0; k < grp->count; k++) many_digits_count(&M.items[M.item_order[grp->first + k]], start + 1);
+    }
+    for (int i = 0; i < NAF_LEN; i++) {
+        if (start[i + 1] && i > top) top = i;
+        next[i] = start[i];
+        start[i + 1] += start[i];
+    }
+    for (size_t g = lo; g < hi; g++) {
+        const many_group *grp = &M.groups[g];
+        many_digits_place(&grp->a, next);
+        for (size_t k = 0; k < grp->count; k++) many_digits_place(&M.items[M.item_order[grp->first + k]], next);
+    }
+    ge_p2 r = identity;
+    ge_p1p1 t;
+    ge_p3 p;
+    for (int i = top; i >= 0; i--) {
+        ge_dbl(&t, &r);
+        int d = BASE_NAF[i];
+        if (d) {
+            const ge_affine *e = &BASE_TABLE[(d > 0 ? d : -d) >> 1];
+            p1p1_to_p3(&p, &t);
+            ge_add_any(&t, &p, &e->ypx, &e->ymx, NULL, &e->t2d, d < 0);
+        }
+        for (size_t k = start[i]; k < start[i + 1]; k++) {
+            const ge_cached *e = M.adds[k].entry;
+            p1p1_to_p3(&p, &t);
+            ge_add_any(&t, &p, &e->ypx, &e->ymx, &e->z2, &e->t2d, M.adds[k].negative);
+        }
+        p1p1_to_p2(&r, &t);
+    }
+    return times8_is_identity(&r);
+}
+
+/* Every check of the groups LO .. HI - 1 verified alone, with ed_verify_one's equation. */
+static void many_singles(size_t lo, size_t hi, const uint8_t *const *keys, const uint8_t *const *checks,
+                         const size_t *lens, uint8_t *verdicts) {
+    for (size_t g = lo; g < hi; g++) {
+        for (size_t k = 0; k < M.groups[g].count; k++) {
+            size_t i = M.item_order[M.groups[g].first + k];
+            verdicts[i] = (uint8_t)(ed_verify_one(keys[i], checks[i], lens[i]) == 1);
+            MANY_SINGLES++;
+        }
+    }
+}
+
+static void many_accept(size_t lo, size_t hi, uint8_t *verdicts) {
+    for (size_t g = lo; g < hi; g++)
+        for (size_t k = 0; k < M.groups[g].count; k++) verdicts[M.item_order[M.groups[g].first + k]] = 1;
+}
+
+/* Verdicts for the groups LO .. HI - 1: their equation holds (all valid), or halves checked in turn down
+ * to single groups, whose checks are then verified alone. FAILING: the caller knows the equation fails. */
+static void many_bisect(size_t lo, size_t hi, int failing, const uint8_t *const *keys,
+                        const uint8_t *const *checks, const size_t *lens, uint8_t *verdicts) {
+    if (!failing) {
+        int got = many_check(lo, hi);
+        if (got == 1) {
+            many_accept(lo, hi, verdicts);
+            return;
+        }
+        if (got < 0) {  /* no arithmetic: each alone */
+            many_singles(lo, hi, keys, checks, lens, verdicts);
+            return;
+        }
+    }
+    if (hi - lo == 1) {
+        many_singles(lo, hi, keys, checks, lens, verdicts);
+        return;
+    }
+    size_t mid = lo + (hi - lo) / 2;
+    int left = many_check(lo, mid);
+    if (left == 1) {  /* the failure is on the right */
+        many_accept(lo, mid, verdicts);
+        many_bisect(mid, hi, 1, keys, checks, lens, verdicts);
+    } else {
+        many_bisect(lo, mid, left == 0, keys, checks, lens, verdicts);
+        many_bisect(mid, hi, 0, keys, checks, lens, verdicts);
+    }
+}
+
+static uint64_t key_hash(const uint8_t key[32]) {
+    return load64_le(key) * 0x9e3779b97f4a7c15ull ^ load64_le(key + 8);
+}
+
+/* Group the inputs by key (KEY_OF, group count returned), -1 for those the cheap pre-checks refuse. */
+static size_t many_group_keys(const uint8_t *const *keys, const uint8_t *const *checks, const size_t *lens,
+                              size_t n) {
+    size_t mask = 1;
+    while (mask < 2 * n) mask <<= 1;
+    mask -= 1;
+    memset(M.slots, 0, (mask + 1) * sizeof *M.slots);
+    size_t ngroups = 0;
+    for (size_t i = 0; i < n; i++) {
+        M.key_of[i] = -1;
+        if (lens[i] < 64 || !scalar_is_canonical(checks[i] + 32)) continue;
+        size_t at = (size_t)(key_hash(keys[i]) >> 20) & mask;
+        while (M.slots[at] && memcmp(keys[M.key_first[M.slots[at] - 1]], keys[i], 32) != 0) at = (at + 1) & mask;
+        if (!M.slots[at]) {
+            M.key_first[ngroups] = i;
+            M.groups[ngroups].count = 0;
+            M.slots[at] = (int32_t)++ngroups;
+        }
+        M.key_of[i] = M.slots[at] - 1;
+        M.groups[M.key_of[i]].count++;
+    }
+    return ngroups;
+}
+
+/* Fill 16-octet weights (odd: never 0) from the CSPRNG; 0 when no randomness could be had. */
+static int many_weights(size_t n) {
+    uint8_t *out = (uint8_t *)M.z;
+    size_t want = 16 * n, got = 0;
+    while (got < want) {
+        ssize_t r = getrandom(out + got, want - got, 0);
+        if (r <= 0) return 0;
+        got += (size_t)r;
+    }
+    for (size_t i = 0; i < n; i++) M.z[i][0] |= 1;
+    return 1;
+}
+
+/* The groups' points and sums (the groups left with no check dropped); their count, or -1 on failure. */
+static long many_prepare(const uint8_t *const *keys, const uint8_t *const *checks, const size_t *lens,
+                         size_t n, size_t ngroups) {
+    size_t pos = 0;
+    for (size_t g = 0; g < ngroups; g++) {  /* ranges of ITEM_ORDER */
+        M.groups[g].first = pos;
+        pos += M.groups[g].count;
+        M.groups[g].count = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (M.key_of[i] >= 0) {
+            many_group *grp = &M.groups[M.key_of[i]];
+            M.item_order[grp->first + grp->count++] = i;
+        }
+    }
+    size_t kept = 0;
+    uint8_t h[64], scalar[32];
+    for (size_t g = 0; g < ngroups; g++) {
+        size_t first = M.groups[g].first, total = M.groups[g].count, count = 0;
+        const uint8_t *key = keys[M.key_first[g]];
+        ge_p3 minus_a;
+        if (!ge_decompress(&minus_a, key, 1)) continue;  /* every check of the key refused */
+        BN_zero(BN_ACC_S);
+        BN_zero(BN_ACC_H);
+        for (size_t k = 0; k < total; k++) {
+            size_t i = M.item_order[first + k];
+            const uint8_t *c = checks[i];
+            ge_p3 minus_r;
+            if (!ge_decompress(&minus_r, c, 1)) continue;  /* R refused */
+            memset(scalar, 0, 32);
+            memcpy(scalar, M.z[i], 16);
+            many_point_set(&M.items[i], &minus_r, scalar);
+            if (!challenge(h, key, c, lens[i])) return -1;
+            if (!accumulate(BN_ACC_S, M.z[i], 16, c + 32, 32) || !accumulate(BN_ACC_H, M.z[i], 16, h, 64))
+                return -1;
+            M.item_order[first + count++] = i;
+        }
+        if (!count) continue;
+        many_group *out = &M.groups[kept++];  /* kept <= g: its range read above */
+        out->first = first, out->count = count;
+        if (!reduce(scalar, BN_ACC_H) || !reduce(out->s_sum, BN_ACC_S)) return -1;
+        many_point_set(&out->a, &minus_a, scalar);
+    }
+    return (long)kept;
+}
+
+int ed_verify_many(const uint8_t *const *keys, const uint8_t *const *checks, const size_t *lens, size_t n,
+                   uint8_t *verdicts) {
+    memset(verdicts, 0, n);
+    MANY_EQUATIONS = MANY_SINGLES = 0;
+    if (n == 0) return 1;
+    if (!many_reserve(n) || !many_weights(n)) return -1;
+    size_t ngroups = many_group_keys(keys, checks, lens, n);
+    long kept = many_prepare(keys, checks, lens, n, ngroups);
+    if (kept < 0) return -1;
+    if (kept) many_bisect(0, (size_t)kept, 0, keys, checks, lens, verdicts);
+    return 1;
+}
+
+void ed_many_counts(size_t *equations, size_t *singles) {
+    *equations = MANY_EQUATIONS;
+    *singles = MANY_SINGLES;
 }

@@ -1,4 +1,4 @@
-/* ed25519.h - Ed25519 signature verification, one signature or a batch by one public key.
+/* ed25519.h - Ed25519 signature verification, one signature, a batch by one public key or by many.
  *
  * The verdict is RFC 8032 section 5.1.7's cofactored equation [8][S]B == [8]R + [8][h]A with
  * h = SHA-512(R || A || M) mod L (OpenSSL's libcrypto), after libsodium's pre-checks: S < L, canonical
@@ -24,5 +24,14 @@ int ed_verify_one(const uint8_t *key, const uint8_t *check, size_t len);
 /* Are all N checks (CHECKS[i] of LENS[i] octets) valid under KEY? 1 yes (but for a chance of 2^-128), 0 when
  * any is not, N is 0 or above ED_MAX_BATCH, -1 when no randomness could be had. */
 int ed_verify_batch(const uint8_t *key, const uint8_t *const *checks, const size_t *lens, size_t n);
+/* The verdicts of N checks, each under its own 32-octet key (KEYS[i]; keys may repeat), into VERDICTS (1 valid,
+ * 0 not): each equal to ed_verify_one's (but for a chance of about 2^-120 per call). One equation with random
+ * 128-bit weights over them all; when it fails, halves of the keys are checked in turn down to single keys,
+ * whose checks are then verified alone. 1 on success, -1 when no randomness or memory could be had (the
+ * verdicts then all 0: the caller verifies each alone). */
+int ed_verify_many(const uint8_t *const *keys, const uint8_t *const *checks, const size_t *lens, size_t n,
+                   uint8_t *verdicts);
+/* How many equations and single verifications the last ed_verify_many call made (tests, benchmarks). */
+void ed_many_counts(size_t *equations, size_t *singles);
 
 #endif
