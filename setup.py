@@ -21,7 +21,7 @@ C_DIR = EXT_DIR / "csrc"
 NATIVE_MODULES: list[tuple[str, str, list[str]]] = [
     ("_armor_c", "_armor_c.pyx", ["base64_simd.c", "crc24.c", "cpu.c"]),
     ("_wkd_c", "_wkd_c.pyx", ["sha1.c", "zbase32.c", "cpu.c"]),
-    ("_pgpcrypto_c", "_pgpcrypto_c.pyx", ["pgpcrypto.c", "cfbmb.c", "cpu.c", "x25519fb.c"]),
+    ("_pgpcrypto_c", "_pgpcrypto_c.pyx", ["pgpcrypto.c", "cfbmb.c", "shamb.c", "cpu.c", "x25519fb.c"]),
     ("_wkdsel_c", "_wkdsel_c.pyx", ["wkdsel.c"]),
     ("_mboxscan_c", "_mboxscan_c.pyx", []),
     ("_mailpass_c", "_mailpass_c.pyx", []),

@@ -24,8 +24,9 @@ _BLOCK = 16
 
 
 def features() -> dict:
-    """What this implementation uses: ``{"native": False, "backend": "cryptography", "multi_buffer": False}``."""
-    return {"native": False, "backend": "cryptography", "multi_buffer": False}
+    """What this implementation uses: ``{"native": False, "backend": "cryptography", "multi_buffer": False,
+    "multi_hash": False}``."""
+    return {"native": False, "backend": "cryptography", "multi_buffer": False, "multi_hash": False}
 
 
 def _check_key(key: bytes, what: str = "key") -> None:
@@ -35,6 +36,19 @@ def _check_key(key: bytes, what: str = "key") -> None:
 
 def _bytes(data: Any) -> bytes:
     return data if isinstance(data, bytes) else bytes(memoryview(data))
+
+
+# --- SHA-1 and SHA-256 of many buffers -----------------------------------------------------------------
+
+
+def sha1_many(items: Any) -> list[bytes]:
+    """The SHA-1 digest of every bytes-like object of ``items``."""
+    return [hashlib.sha1(item).digest() for item in items]
+
+
+def sha256_many(items: Any) -> list[bytes]:
+    """The SHA-256 digest of every bytes-like object of ``items``."""
+    return [hashlib.sha256(item).digest() for item in items]
 
 
 # --- AES key wrap (RFC 3394 section 2.2.1) ------------------------------------------------------------

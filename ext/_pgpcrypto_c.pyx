@@ -20,6 +20,15 @@ cdef extern from "openssl/crypto.h" nogil:
     void OPENSSL_cleanse(void *ptr, size_t len)
 
 
+cdef extern from "shamb.h" nogil:
+    ctypedef struct pgpb_hash_job:
+        const uint8_t *data
+        size_t len
+        uint8_t *digest
+    int pgpb_sha_many_native()
+    int PGPB_SHA_MAX_LANES
+
+
 cdef extern from "pgpcrypto.h" nogil:
     ctypedef struct pgpb_cfb:
         pass
@@ -33,6 +42,7 @@ cdef extern from "pgpcrypto.h" nogil:
     int pgpb_cfb_mdc_final(pgpb_cfb *s, uint8_t *out)
     int pgpb_cfb_mdc_check(pgpb_cfb *s, const uint8_t *mdc)
     int pgpb_sha1(const uint8_t *data, size_t n, uint8_t *out)
+    int pgpb_hash_many(int sha256, pgpb_hash_job *jobs, size_t n, int lanes)
     size_t PGPB_PKESK_MAX
     size_t PGPB_PKESK_HEAD_MAX
     size_t pgpb_ecdh25519_pkesk(const uint8_t *shared, const uint8_t *eph, const uint8_t *param, size_t paramlen,
@@ -60,6 +70,10 @@ cdef extern from "cfbmb.h" nogil:
     int pgpb_cfb_encrypt_many(pgpb_cfb_job *jobs, size_t n)
 
 
+cdef extern from "pgpcrypto.h" nogil:
+    int pgpb_cfb_mdc_many(pgpb_cfb_job *jobs, pgpb_hash_job *mdcs, size_t n)
+
+
 if not pgpb_crypto_init():
     raise ImportError("libcrypto lacks AES-CFB, AES key wrap or SHA-1")
 if not x25519fb_init():
@@ -71,10 +85,11 @@ cdef Py_ssize_t NOGIL_ABOVE = 1 << 16
 
 
 def features() -> dict:
-    """What this build uses: ``{"native": True, "backend": "OpenSSL 3.0.x ...", "multi_buffer": True}``
-    (``multi_buffer``: :func:`cfb_encrypt_mdc_many` interleaves messages with AES-NI)."""
+    """What this build uses: ``{"native": True, "backend": "OpenSSL 3.0.x ...", "multi_buffer": True,
+    "multi_hash": True}`` (``multi_buffer``: :func:`cfb_encrypt_mdc_many` interleaves messages with AES-NI;
+    ``multi_hash``: :func:`sha1_many` / :func:`sha256_many` and the MDCs interleave them with SHA-NI)."""
     return {"native": True, "backend": OpenSSL_version(OPENSSL_VERSION).decode(),
-            "multi_buffer": bool(pgpb_cfb_many_native())}
+            "multi_buffer": bool(pgpb_cfb_many_native()), "multi_hash": bool(pgpb_sha_many_native())}
 
 
 cdef inline int _check_key(Py_ssize_t n, str what) except -1:
@@ -103,6 +118,54 @@ cdef class _Buf:
 
     cdef inline const uint8_t *ptr(self):
         return <const uint8_t *>self.view.buf
+
+
+# --- SHA-1 and SHA-256 of many buffers ----------------------------------------------------------------
+
+
+cdef list _digests(items, int sha256, int lanes):
+    """The digest of every buffer of ``items`` as new bytes objects: ``lanes`` buffers at a time on
+    SHA-NI (0: the default, ``shamb.c``), -1 or without SHA-NI one by one in libcrypto (``shamb.h``)."""
+    cdef list bufs = [_Buf(item) for item in items]
+    cdef Py_ssize_t n = len(bufs), i, size = 32 if sha256 else 20
+    cdef list outs = [PyBytes_FromStringAndSize(NULL, size) for i in range(n)]
+    cdef _Buf b
+    cdef int rc
+    cdef pgpb_hash_job *jobs = <pgpb_hash_job *>PyMem_Malloc((n if n else 1) * sizeof(pgpb_hash_job))
+    if jobs is NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            b = <_Buf>bufs[i]
+            jobs[i].data = b.ptr()
+            jobs[i].len = b.view.len
+            jobs[i].digest = _out(outs[i])
+        with nogil:
+            rc = pgpb_hash_many(sha256, jobs, n, lanes)
+    finally:
+        PyMem_Free(jobs)
+    if rc != 1:
+        raise ValueError(f"SHA-{256 if sha256 else 1} of many buffers failed (lanes {lanes})")
+    return outs
+
+
+def sha1_many(items) -> list:
+    """The SHA-1 digest of every bytes-like object of ``items`` (several at once on SHA-NI)."""
+    return _digests(items, 0, 0)
+
+
+def sha256_many(items) -> list:
+    """The SHA-256 digest of every bytes-like object of ``items`` (several at once on SHA-NI)."""
+    return _digests(items, 1, 0)
+
+
+def _sha_many_lanes(bint sha256, items, int lanes) -> list:
+    """For tests: :func:`sha1_many` / :func:`sha256_many` on ``lanes`` SHA-NI lanes (1 to
+    ``SHA_MAX_LANES``; 0: the default), or one by one in libcrypto (-1)."""
+    return _digests(items, sha256, lanes)
+
+
+SHA_MAX_LANES = PGPB_SHA_MAX_LANES
 
 
 # --- AES key wrap --------------------------------------------------------------------------------------
@@ -407,16 +470,21 @@ def cfb_encrypt_mdc(key, prefix, plaintext, head=b"", lead=b"") -> bytes:
 def cfb_encrypt_mdc_many(items) -> list:
     """:func:`cfb_encrypt_mdc` of every ``(key, prefix, plaintext, head, lead)`` of ``items``, same bytes.
 
-    Each output is laid out and its MDC hashed first; then the AES-CFB of all of them runs with four
-    messages interleaved (AES-NI keeps four independent CFB chains in flight where one chain would
-    wait on each block), without the GIL. Without AES-NI libcrypto encrypts them one by one."""
+    Each output is laid out first; then, without the GIL, the MDC SHA-1 of all of them (several at once
+    on SHA-NI) and their AES-CFB with eight messages interleaved (AES-NI keeps eight independent CFB
+    chains in flight where one chain would wait on each block); a message long enough to run alone
+    anyway is hashed block by block just ahead of its encryption instead (``pgpb_cfb_mdc_many``).
+    Without AES-NI libcrypto encrypts them one by one, without SHA-NI it hashes them one by one."""
     cdef list seq = list(items), outs = [], held = []
     cdef Py_ssize_t n = len(seq), i, start, body
     cdef _Buf k, p, h, d, ld
     cdef uint8_t *o
     cdef int rc
     cdef pgpb_cfb_job *jobs = <pgpb_cfb_job *>PyMem_Malloc((n if n else 1) * sizeof(pgpb_cfb_job))
-    if jobs is NULL:
+    cdef pgpb_hash_job *mdcs = <pgpb_hash_job *>PyMem_Malloc((n if n else 1) * sizeof(pgpb_hash_job))
+    if jobs is NULL or mdcs is NULL:
+        PyMem_Free(jobs)
+        PyMem_Free(mdcs)
         raise MemoryError()
     try:
         for i in range(n):
@@ -434,8 +502,9 @@ def cfb_encrypt_mdc_many(items) -> list:
             memcpy(o + start + 18 + h.view.len, d.ptr(), d.view.len)
             o[start + body] = 0xD3
             o[start + body + 1] = 0x14
-            if pgpb_sha1(o + start, body + 2, o + start + body + 2) != 1:
-                raise ValueError("SHA-1 failed in libcrypto")
+            mdcs[i].data = o + start
+            mdcs[i].len = body + 2
+            mdcs[i].digest = o + start + body + 2
             jobs[i].key = k.ptr()
             jobs[i].keylen = k.view.len
             jobs[i].data = o + start
@@ -443,11 +512,12 @@ def cfb_encrypt_mdc_many(items) -> list:
             outs.append(out)
             held.append(k)
         with nogil:
-            rc = pgpb_cfb_encrypt_many(jobs, n)
+            rc = pgpb_cfb_mdc_many(jobs, mdcs, n)
         if rc != 1:
-            raise ValueError("AES-CFB failed")
+            raise ValueError("SHA-1 or AES-CFB failed")
     finally:
         PyMem_Free(jobs)
+        PyMem_Free(mdcs)
     return outs
 
 

@@ -210,7 +210,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--workers", type=int, metavar="N", help="worker processes (default: all cores; 1: in-process)"
     )
     p.add_argument("--batch-size", type=int, metavar="N",
-                   help="messages per task (default 128; 64 with card or token keys)")  # fmt: skip
+                   help="messages per task (default 256; 64 with card or token keys)")  # fmt: skip
     p.add_argument("--verify", action="store_true",
                    help="check every message in memory and re-read the output before it is renamed into place")  # fmt: skip
     p.add_argument("--report", metavar="FILE", help="write a JSON report (counts, failures, hashes, rates)")

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import mmap
 import os
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple, overload
 
 from engine import _native
 from engine.errors import InvalidArgument, StructuralError
@@ -151,7 +152,14 @@ class MboxRef(NamedTuple):
 
 def _load(ref: MboxRef, fd: int, pread_unquoted: Callable[[int, int, int], bytes | None]) -> MailItem:
     """:meth:`MboxRef.load` with the file open and the kernel's ``pread_unquoted`` given."""
-    path, variant, index, offset, sep, length, truncated = ref
+    return _read(*ref, fd, pread_unquoted)
+
+
+def _read(
+    path: str, variant: str, index: int, offset: int, sep: bytes, length: int, truncated: bool, fd: int,
+    pread_unquoted: Callable[[int, int, int], bytes | None],
+) -> MailItem:  # fmt: skip
+    """The message of an :class:`MboxRef` with these fields, read from ``fd`` (``path`` open)."""
     raw: bytes | None
     if variant == "mboxrd":
         raw = pread_unquoted(fd, offset + len(sep), length)
@@ -163,9 +171,72 @@ def _load(ref: MboxRef, fd: int, pread_unquoted: Callable[[int, int, int], bytes
     return MailItem.stored(index, raw, sep, offset, path, truncated)
 
 
+class MboxRefs(Sequence[MboxRef]):
+    """The :class:`MboxRef` of consecutive messages of one mbox file, packed in a few columns: what a
+    scheduler sends a worker for a batch (:meth:`MboxScan.cut`), one small object to pickle instead of a
+    tuple a message. Indexing and iteration give refs equal to those :func:`scan_mbox` yields."""
+
+    __slots__ = ("first", "numbers", "path", "seps", "truncated", "variant")
+
+    def __init__(
+        self,
+        path: str,
+        variant: str,
+        first: int,
+        numbers: array,
+        seps: bytes,
+        truncated: tuple[int, ...] = (),
+    ) -> None:
+        self.path, self.variant, self.first = path, variant, first
+        self.numbers = numbers  # per message: offset, separator length, length
+        self.seps = seps  # the separator lines, joined
+        self.truncated = truncated  # positions (in this batch) of the messages flagged truncated
+
+    def __reduce__(self) -> tuple[type[MboxRefs], tuple[Any, ...]]:
+        return MboxRefs, (self.path, self.variant, self.first, self.numbers, self.seps, self.truncated)
+
+    def __len__(self) -> int:
+        return len(self.numbers) // 3
+
+    @overload
+    def __getitem__(self, i: int) -> MboxRef: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[MboxRef]: ...
+    def __getitem__(self, i: int | slice) -> MboxRef | list[MboxRef]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]  # IndexError past the end (iteration stops there)
+        return MboxRef(self.path, self.variant, self.first + i, *self._fields(i))
+
+    def _fields(self, i: int) -> tuple[int, bytes, int, bool]:
+        """``offset, sep, length, truncated`` of message ``i`` of the batch."""
+        numbers = self.numbers
+        offset, seplen, length = numbers[3 * i : 3 * i + 3]
+        start = sum(numbers[1 : 3 * i : 3])
+        return offset, self.seps[start : start + seplen], length, i in self.truncated
+
+    def load(self) -> list[MailItem]:
+        """The messages, read as :func:`load_refs` reads their refs (the file opened once)."""
+        path, variant, first, numbers, seps, truncated = (
+            self.path, self.variant, self.first, self.numbers, self.seps, self.truncated,
+        )  # fmt: skip
+        fd, pread_unquoted = _fd(path), _native.kernel("mailpass").pread_unquoted
+        out, at = [], 0
+        for i in range(len(numbers) // 3):
+            offset, seplen, length = numbers[3 * i : 3 * i + 3]
+            sep = seps[at : at + seplen]
+            at += seplen
+            out.append(
+                _read(path, variant, first + i, offset, sep, length, i in truncated, fd, pread_unquoted)
+            )
+        return out
+
+
 def load_refs(refs: Sequence[MailItem | MboxRef]) -> list[MailItem]:
     """The messages of a batch: :class:`MboxRef` ones read (the file checked once per batch, not per
-    message), :class:`MailItem` ones as they are."""
+    message), :class:`MailItem` ones as they are; an :class:`MboxRefs` batch read in one go."""
+    if type(refs) is MboxRefs:
+        return refs.load()
     fds: dict[str, int] = {}
     pread_unquoted = _native.kernel("mailpass").pread_unquoted
     out = []
@@ -300,11 +371,59 @@ def read_mbox(path: str | Path, variant: str = "mboxrd") -> Iterator[MailItem]:
         yield MailItem(index, raw, sep, offset, source, truncated=truncated)
 
 
-def scan_mbox(path: str | Path, variant: str = "mboxrd") -> Iterator[MboxRef]:
-    """Like :func:`read_mbox`, but yield where each message lies (:class:`MboxRef`), not its bytes."""
-    source = str(path)
-    for index, sep, offset, _, start, end, truncated in _frames_of(path, variant):
-        yield MboxRef(source, variant, index, offset, sep, end - start, truncated)
+class MboxScan(Iterator[MboxRef]):
+    """Where each message of an mbox file lies (:class:`MboxRef`), from message ``skip`` on; a scheduler
+    may also take them in batches (:meth:`cut`), the refs of each packed as one :class:`MboxRefs`.
+    Both read the same scan: refs taken one way are not taken again the other."""
+
+    def __init__(self, path: str | Path, variant: str = "mboxrd", skip: int = 0) -> None:
+        self.path, self.variant = str(path), variant
+        self._frames = _frames_of(path, variant)
+        self._skip = skip
+
+    def _rest(self) -> Iterator[tuple[int, bytes, int, Any, int, int, bool]]:
+        """The frames not taken yet (the first ``skip`` dropped on first use)."""
+        if self._skip:
+            skip, self._skip = self._skip, 0
+            for _ in zip(range(skip), self._frames, strict=False):
+                pass
+        return self._frames
+
+    def __iter__(self) -> MboxScan:
+        return self
+
+    def __next__(self) -> MboxRef:
+        index, sep, offset, _, start, end, truncated = next(self._rest() if self._skip else self._frames)
+        return MboxRef(self.path, self.variant, index, offset, sep, end - start, truncated)
+
+    def cut(self, batch_size: int, batch_bytes: int | None) -> Iterator[tuple[MboxRefs, int]]:
+        """``(refs, bytes)`` batches of the refs not taken yet, cut where ``run_batches`` cuts a stream of
+        refs: after ``batch_size`` messages, or after the one whose ``length`` reaches ``batch_bytes``."""
+        limit = batch_bytes if batch_bytes is not None else -1
+        path, variant, frames = self.path, self.variant, self._rest()
+        while True:
+            numbers, seps, truncated = array("q"), [], []
+            first, nbytes, count = -1, 0, 0
+            for index, sep, offset, _, start, end, trunc in frames:
+                if first < 0:
+                    first = index
+                numbers.extend((offset, len(sep), end - start))
+                seps.append(sep)
+                if trunc:
+                    truncated.append(count)
+                count += 1
+                nbytes += end - start
+                if count >= batch_size or nbytes >= limit >= 0:
+                    break
+            if not count:
+                return
+            yield MboxRefs(path, variant, first, numbers, b"".join(seps), tuple(truncated)), nbytes
+
+
+def scan_mbox(path: str | Path, variant: str = "mboxrd", skip: int = 0) -> MboxScan:
+    """Like :func:`read_mbox`, but yield where each message lies (:class:`MboxRef`), not its bytes; from
+    message ``skip`` on (those before are scanned, not yielded)."""
+    return MboxScan(path, variant, skip)
 
 
 def separator_eol(raw: bytes) -> bytes:
@@ -378,6 +497,8 @@ __all__ = [
     "DEFAULT_SEPARATOR",
     "VARIANTS",
     "MboxRef",
+    "MboxRefs",
+    "MboxScan",
     "MboxWriter",
     "entry",
     "entry_pieces",

@@ -7,6 +7,7 @@ run is replaced by the next run. The source is only ever opened for reading.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Iterator
@@ -52,12 +53,13 @@ class Source:
             return read_emldir(self.path)
         return read_mbox(self.path, "mboxrd" if self.fmt == "mbox" else self.fmt)
 
-    def refs(self) -> Iterator[MailItem | MboxRef]:
-        """The messages for a process pool: where each lies in an mbox file (:class:`MboxRef`, which a
-        worker loads itself, so message bytes cross between processes once, not twice), else the items."""
+    def refs(self, skip: int = 0) -> Iterator[MailItem | MboxRef]:
+        """The messages for a process pool, from message ``skip`` on: where each lies in an mbox file
+        (:class:`MboxRef`, which a worker loads itself, so message bytes cross between processes once, not
+        twice; a scan that can cut its own batches, see :class:`~engine.mail.mbox.MboxScan`), else the items."""
         if self.fmt in ("maildir", "emldir"):
-            return iter(self)
-        return scan_mbox(self.path, "mboxrd" if self.fmt == "mbox" else self.fmt)
+            return itertools.islice(self, skip, None)
+        return scan_mbox(self.path, "mboxrd" if self.fmt == "mbox" else self.fmt, skip)
 
 
 def open_source(path: str | Path, fmt: str | None = None) -> Source:

@@ -133,7 +133,7 @@ def _call_one(fn: Callable[[Any], Any], index: int, item: Any) -> Any:
         return Failed(index, _describe(exc), type(exc).__name__)
 
 
-def _run_batch(task: _Task, start: int, items: list[Any]) -> Sequence[Any]:
+def _run_batch(task: _Task, start: int, items: Sequence[Any]) -> Sequence[Any]:
     """Worker side: run ``task.fn`` on a batch; per-item exceptions become :class:`Failed`; the results
     go through ``task.pack`` (when given) before they are sent back, as they are if it fails."""
     results = _results(task, start, items)
@@ -146,7 +146,7 @@ def _run_batch(task: _Task, start: int, items: list[Any]) -> Sequence[Any]:
         return results
 
 
-def _results(task: _Task, start: int, items: list[Any]) -> list[Any]:
+def _results(task: _Task, start: int, items: Sequence[Any]) -> list[Any]:
     if _init_error is not None:
         raise WorkerInitError(_init_error)
     _lazy_init(task)
@@ -204,10 +204,18 @@ def _default_size(item: Any) -> int:
 
 def _cut(
     items: Iterable[T], start: int, batch_size: int, batch_bytes: int | None, size: Callable[[T], int]
-) -> Iterator[tuple[int, list[T], int]]:
-    """Lazily cut ``items`` into ``(first index, items, bytes)`` batches."""
+) -> Iterator[tuple[int, Sequence[T], int]]:
+    """Lazily cut ``items`` into ``(first index, items, bytes)`` batches. An iterator with a method
+    ``cut(batch_size, batch_bytes)`` cuts itself: it yields ``(batch, bytes)`` pairs, each batch a sequence
+    of items (one object to pickle, say, not one per item) cut as here with its own sizes, or sooner."""
     it = iter(items)
     index = start
+    cut = getattr(it, "cut", None)
+    if cut is not None:
+        for chunk, nbytes in cut(batch_size, batch_bytes):
+            yield index, chunk, nbytes
+            index += len(chunk)
+        return
     while True:
         chunk: list[T] = []
         nbytes = 0
@@ -245,7 +253,8 @@ def run_batches(
     ``start_index``/``start_batch`` number the first item/batch (a resumed run continues the numbering).
     ``pack`` (picklable, module-level) turns a batch's result list, in the worker, into the sequence
     that travels back as :attr:`Batch.results` (equal items, a cheaper pickle; or the list itself);
-    it is not applied in-process (one worker), where nothing travels.
+    it is not applied in-process (one worker), where nothing travels. An ``items`` iterator that cuts
+    itself (see :func:`_cut`) makes the batches, and ``item_size`` is not asked.
     Once ``stop`` is set, no new batch is started: batches not started are cancelled, those already
     running are still yielded (in order), then the iteration ends with the input not exhausted.
     """
@@ -285,7 +294,7 @@ def _own_pool(
 
 
 def _inline(
-    task: _Task, source: Iterator[tuple[int, list[Any], int]], first: int, stop: threading.Event | None
+    task: _Task, source: Iterator[tuple[int, Sequence[Any], int]], first: int, stop: threading.Event | None
 ) -> Generator[Batch[Any], None, None]:
     for number, (start, chunk, nbytes) in enumerate(source, first):
         yield Batch(number, start, _run_batch(task, start, chunk), nbytes)
@@ -311,7 +320,7 @@ def _drain(pending: deque[tuple[Future[Sequence[Any]], int, int, int]]) -> None:
 def _pipelined(
     executor: Executor,
     task: _Task,
-    source: Iterator[tuple[int, list[Any], int]],
+    source: Iterator[tuple[int, Sequence[Any], int]],
     depth: int,
     first: int,
     first_index: int,

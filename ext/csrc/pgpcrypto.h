@@ -12,6 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cfbmb.h"
+#include "shamb.h"
+
 #define PGPB_AES_BLOCK 16
 #define PGPB_MDC_LEN 22 /* 0xD3 0x14 || SHA-1 */
 
@@ -38,6 +41,16 @@ size_t pgpb_ecdh25519_pkesk(const uint8_t shared[32], const uint8_t eph[32], con
 
 /* SHA-1 of N octets into OUT (20 octets). */
 int pgpb_sha1(const uint8_t *in, size_t n, uint8_t *out);
+/* SHA-1 (SHA256 = 0) or SHA-256 of every job (shamb.h), LANES messages at a time on SHA-NI (0: the
+ * default; 1..PGPB_SHA_MAX_LANES), or one by one in libcrypto (LANES = -1, and always without SHA-NI).
+ * May reorder JOBS. 1 on success, -1 on a libcrypto error or a LANES out of range. */
+int pgpb_hash_many(int sha256, pgpb_hash_job *jobs, size_t n, int lanes);
+
+/* SEIPD v1 bodies of many messages (the caller has laid each out): the SHA-1 of MDCS[i] into its place in
+ * JOBS[i] (pgpb_cfb_sha1_fused's layout), then AES-CFB of JOBS[i] in place; several messages at once, and a
+ * long message that would run alone with its SHA-1 in the shadow of its AES. JOBS and MDCS are scratch
+ * (reordered, overwritten). 1 on success, -1 on a bad key length or a libcrypto error. */
+int pgpb_cfb_mdc_many(pgpb_cfb_job *jobs, pgpb_hash_job *mdcs, size_t n);
 
 /* Streaming AES-CFB128 (zero IV when IV is NULL), optionally hashing the plaintext with SHA-1. */
 typedef struct pgpb_cfb pgpb_cfb;
