@@ -3,13 +3,18 @@
 Same names, arguments, results and errors as the native kernel; the tests run every case on both.
 z-base-32 here is RFC 4648 base32 (``base64.b32encode``, same most-significant-bit-first order)
 with the alphabet swapped, which also makes it an independent check of the C encoder.
+``create_files`` is the worker's loop of ``os.open``/``os.write``/``os.close`` the kernel runs in C;
+``entry_texts`` formats the manifest entries of a worker's files.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+import os
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 ALPHABET = "ybndrfg8ejkmcpqxot1uwisza345h769"
 _RFC4648 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -97,3 +102,62 @@ def wkd_hashes(items: Iterable[str | bytes]) -> list[str]:
     except TypeError:
         raise TypeError("wkd_hashes expects an iterable of str or bytes") from None
     return [wkd_hash(x) for x in seq]
+
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def create_files(dir_fd: int, rows: Sequence[Sequence[Any]], name_at: int, data_at: int) -> list[int]:
+    """Create, below the open directory ``dir_fd``, the file ``row[name_at]`` (str) holding
+    ``row[data_at]`` (bytes-like) for each row of ``rows``: ``O_CREAT | O_EXCL | O_NOFOLLOW``, mode
+    0644 (less the umask), one ``write``. Returns the indexes of the rows whose file existed already,
+    in order; any other failure raises OSError (the files made before it stay)."""
+    taken = []
+    for i, row in enumerate(rows):
+        view = memoryview(row[data_at])
+        try:
+            fd = os.open(row[name_at], _NEW_FILE, 0o644, dir_fd=dir_fd)
+        except FileExistsError:
+            taken.append(i)
+            continue
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+    return taken
+
+
+_ESCAPED = re.compile(r'[\x00-\x1f\\"]').search  # what ``json`` escapes with ensure_ascii=False
+_PATHS = {
+    "advanced": '"advanced": "{0}/hu/{1}"',
+    "direct": '"direct": "hu/{1}"',
+    "both": '"advanced": "{0}/hu/{1}", "direct": "hu/{1}"',
+}
+
+
+def entry_texts(method: str, rows: Sequence[Sequence[Any]], shas: Sequence[str]) -> list[str | None]:
+    """The manifest entry, as the JSON text ``json`` writes (``ensure_ascii=False``), of a file holding
+    one key for each row ``(domain, hash, local, address, fingerprint, created, data, status)`` whose
+    file has the SHA-256 ``shas[i]`` (hex): keys in the order of :func:`engine.wkd.tree.entry_text`,
+    paths per ``method``. None for a row whose address is no str or one JSON escapes (a control
+    character, ``"``, ``\\``): the caller encodes that one. The other fields go in as they are: the local
+    part and the domain are the address's, the rest hex, z-base-32, a number or a status word."""
+    paths_format = _PATHS.get(method)
+    if paths_format is None:
+        raise ValueError(f"unknown method {method!r}")
+    rows, shas = list(rows), list(shas)
+    if len(shas) != len(rows):
+        raise ValueError("entry_texts: one SHA-256 per row expected")
+    out: list[str | None] = []
+    for (domain, hashed, local, address, fpr, created, _, status), sha in zip(rows, shas, strict=True):
+        if not isinstance(address, str) or _ESCAPED(address) is not None:
+            out.append(None)  # the caller encodes this one
+            continue
+        paths = paths_format.format(domain, hashed)
+        out.append(
+            f'{{"address": "{address}", "domain": "{domain}", "local": "{local}", "hash": "{hashed}", '
+            f'"fingerprints": ["{fpr}"], "created": [{int(created)}], "status": ["{status}"], '
+            f'"sha256": "{sha}", "paths": {{{paths}}}}}'
+        )
+    return out

@@ -2,14 +2,33 @@
 
 ``wkd_hashes`` runs one C loop over all items: each str is read through its cached UTF-8 form
 (``PyUnicode_AsUTF8AndSize``), hashed with ASCII-only lower-casing, and the 32-character result
-is written straight into a new ASCII str object.
+is written straight into a new ASCII str object. For the worker's files of a WKD build,
+``create_files`` makes a batch of new files below one open directory with ``openat``/``write``/``close``
+and ``entry_texts`` formats their manifest entries.
 """
+
+import os
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF
+from libc.errno cimport EEXIST, EINTR, errno
 from libc.stdint cimport uint8_t
+
+
+cdef extern from "<fcntl.h>" nogil:
+    int openat(int dir_fd, const char *path, int flags, ...)
+    int O_WRONLY
+    int O_CREAT
+    int O_EXCL
+    int O_NOFOLLOW
+    int O_CLOEXEC
+
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t write(int fd, const void *buf, size_t n)
+    int close(int fd)
 
 
 cdef extern from "Python.h":
@@ -27,6 +46,8 @@ cdef extern from "Python.h":
     bint PyUnicode_Check(object o)
     bint PyBytes_CheckExact(object o)
     Py_ssize_t PyBytes_GET_SIZE(object o)
+    object PyUnicode_EncodeFSDefault(object o)
+    int PyErr_CheckSignals() except -1
 
 
 cdef extern from "sha1.h" nogil:
@@ -170,4 +191,135 @@ def wkd_hashes(items) -> list:
     out = PyList_New(n)
     for i in range(n):
         PyList_SET_ITEM(out, i, _hash_one(<object>PySequence_Fast_GET_ITEM(seq, i)))
+    return out
+
+
+cdef int _NEW_FILE = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
+
+
+cdef int _open_new(int dir_fd, const char *path, object name) except? -2:
+    """A descriptor of the new file ``path`` (``name`` encoded) below ``dir_fd``, or -1 when it exists;
+    OSError otherwise (EINTR retried after the signal handlers ran, as ``os.open`` does)."""
+    cdef int fd, err
+    while True:
+        with nogil:
+            fd = openat(dir_fd, path, _NEW_FILE, 0o644)
+            err = errno
+        if fd >= 0:
+            return fd
+        if err == EEXIST:
+            return -1
+        if err != EINTR:
+            raise OSError(err, os.strerror(err), name)
+        PyErr_CheckSignals()
+
+
+cdef void _write_all(int fd, const char *data, Py_ssize_t size, object name) except *:
+    """Write ``size`` bytes to ``fd`` (short writes continued, EINTR retried); OSError on failure."""
+    cdef ssize_t done
+    cdef int err
+    while size > 0:
+        with nogil:
+            done = write(fd, data, <size_t>size)
+            err = errno
+        if done >= 0:
+            data += done
+            size -= done
+        elif err == EINTR:
+            PyErr_CheckSignals()
+        else:
+            raise OSError(err, os.strerror(err), name)
+
+
+def create_files(int dir_fd, rows, Py_ssize_t name_at, Py_ssize_t data_at) -> list:
+    """Create, below the open directory ``dir_fd``, the file ``row[name_at]`` (str) holding
+    ``row[data_at]`` (bytes-like) for each row of ``rows``: ``O_CREAT | O_EXCL | O_NOFOLLOW``, mode
+    0644 (less the umask), one ``write``. Returns the indexes of the rows whose file existed already,
+    in order; any other failure raises OSError (the files made before it stay)."""
+    seq = PySequence_Fast(rows, "create_files expects a sequence of rows")
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq)
+    cdef Py_ssize_t i
+    cdef int fd
+    cdef Py_buffer view
+    taken = []
+    for i in range(n):
+        row = <object>PySequence_Fast_GET_ITEM(seq, i)
+        name = row[name_at]
+        encoded = PyUnicode_EncodeFSDefault(name) if PyUnicode_Check(name) else os.fsencode(name)
+        if b"\0" in encoded:
+            raise ValueError("embedded null byte")
+        PyObject_GetBuffer(row[data_at], &view, PyBUF_SIMPLE)
+        try:
+            fd = _open_new(dir_fd, PyBytes_AS_STRING(encoded), name)
+            if fd < 0:
+                taken.append(i)
+                continue
+            try:
+                _write_all(fd, <const char *>view.buf, view.len, name)
+            finally:
+                close(fd)
+        finally:
+            PyBuffer_Release(&view)
+    return taken
+
+
+cdef extern from "Python.h":
+    int PyUnicode_KIND(object o)
+    Py_UCS4 PyUnicode_READ(int kind, void *data, Py_ssize_t index)
+
+
+_METHOD_PATHS = {"advanced": 0, "direct": 1, "both": 2}
+
+
+cdef bint _plain_json(object text):
+    """True when ``text`` is a str JSON writes as it is: no control character, ``"`` or ``\\``."""
+    cdef int kind
+    cdef void *data
+    cdef Py_ssize_t i, n
+    cdef Py_UCS4 ch
+    if not PyUnicode_Check(text):
+        return False
+    kind = PyUnicode_KIND(text)
+    data = PyUnicode_DATA(text)
+    n = PyUnicode_GET_LENGTH(text)
+    for i in range(n):
+        ch = PyUnicode_READ(kind, data, i)
+        if ch < 0x20 or ch == 0x22 or ch == 0x5C:
+            return False
+    return True
+
+
+def entry_texts(str method, rows, shas) -> list:
+    """The manifest entry, as the JSON text ``json`` writes (``ensure_ascii=False``), of a file holding
+    one key for each row ``(domain, hash, local, address, fingerprint, created, data, status)`` whose
+    file has the SHA-256 ``shas[i]`` (hex): keys in the order of :func:`engine.wkd.tree.entry_text`,
+    paths per ``method``. None for a row whose address is no str or one JSON escapes (a control
+    character, ``"``, ``\\``): the caller encodes that one. The other fields go in as they are: the local
+    part and the domain are the address's, the rest hex, z-base-32, a number or a status word."""
+    code = _METHOD_PATHS.get(method)
+    if code is None:
+        raise ValueError(f"unknown method {method!r}")
+    seq = PySequence_Fast(rows, "entry_texts expects a sequence of rows")
+    hexes = PySequence_Fast(shas, "entry_texts expects a sequence of SHA-256 digests")
+    cdef Py_ssize_t i, n = PySequence_Fast_GET_SIZE(seq)
+    if PySequence_Fast_GET_SIZE(hexes) != n:
+        raise ValueError("entry_texts: one SHA-256 per row expected")
+    out = []
+    for i in range(n):
+        domain, hashed, local, address, fpr, created, _, status = <object>PySequence_Fast_GET_ITEM(seq, i)
+        sha = <object>PySequence_Fast_GET_ITEM(hexes, i)
+        if not _plain_json(address):
+            out.append(None)  # the caller encodes this one
+            continue
+        if code == 0:
+            paths = f'"advanced": "{domain}/hu/{hashed}"'
+        elif code == 1:
+            paths = f'"direct": "hu/{hashed}"'
+        else:
+            paths = f'"advanced": "{domain}/hu/{hashed}", "direct": "hu/{hashed}"'
+        out.append(
+            f'{{"address": "{address}", "domain": "{domain}", "local": "{local}", "hash": "{hashed}", '
+            f'"fingerprints": ["{fpr}"], "created": [{int(created)}], "status": ["{status}"], '
+            f'"sha256": "{sha}", "paths": {{{paths}}}}}'
+        )
     return out
