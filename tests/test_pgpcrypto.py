@@ -80,7 +80,7 @@ def test_cfb_mdc_matches_the_construction(impl: str, key_size: int, size: int) -
 
 
 def test_cfb_mdc_many_matches_the_construction(impl: str) -> None:
-    """Many messages at once (more than the kernel's four lanes, so lanes finish and refill at different
+    """Many messages at once (more than the kernel's eight lanes, so lanes finish and refill at different
     times; mixed key sizes; empty, sub-block and odd lengths): each is the one-message construction."""
     k = _k(impl)
     rng = __import__("random").Random(9580)
