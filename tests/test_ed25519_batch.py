@@ -23,6 +23,7 @@ from engine.wkd.lean import LeanCert
 from engine.wkd.lean_select import select_fast, select_plain
 from engine.wkd.sample import sample_keyring
 from engine.wkd.sources import CertBlob, split_stream
+from tests.callcount import count_calls
 
 IMPLS = _native.implementations("ed25519")
 L = 2**252 + 27742317777372353535851937790883648493
@@ -305,16 +306,7 @@ def test_select_fast_batches_and_decides_as_plain(impl: str, monkeypatch: pytest
     """Ed25519 certificates, intact and with bits flipped in their signatures: ``select_fast`` verifies each
     in one ``verify_many`` call (with the native kernel; with the slow twin, libsodium one at a time), whose
     verdicts are single verifications', and decides as ``select_plain`` (libsodium) does."""
-    kernel = _native.kernel("ed25519")
-    calls = {"verify_many": 0, "verify_one": 0}
-    for name in calls:
-        real = getattr(kernel, name)
-
-        def counted(*args, _real=real, _name=name):
-            calls[_name] += 1
-            return _real(*args)
-
-        monkeypatch.setattr(kernel, name, counted)
+    calls = count_calls(monkeypatch, _native.kernel("ed25519"), ("verify_many", "verify_one"))
     rng = random.Random(8)
     certs = _ed_certs(12 if impl == "native" else 5, 3)
     now = 1_900_000_000

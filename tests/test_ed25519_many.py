@@ -21,6 +21,7 @@ from engine.wkd.lean import LeanCert
 from engine.wkd.lean_select import finish_fast, prepare_fast, select_fast, select_plain, verify_prepared
 from engine.wkd.sample import rsa_pool, sample_keyring
 from engine.wkd.sources import CertBlob, split_stream
+from tests.callcount import count_calls
 
 IMPLS = _native.implementations("ed25519")
 L = 2**252 + 27742317777372353535851937790883648493
@@ -223,17 +224,7 @@ def _damaged(rng: random.Random, blobs: list[CertBlob]) -> list[CertBlob]:
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    kernel = _native.kernel("ed25519")
-    calls = {"verify_many": 0, "verify_one": 0, "verify_batch": 0}
-    for name in calls:
-        real = getattr(kernel, name)
-
-        def counted(*args, _real=real, _name=name):
-            calls[_name] += 1
-            return _real(*args)
-
-        monkeypatch.setattr(kernel, name, counted)
-    return calls
+    return count_calls(monkeypatch, _native.kernel("ed25519"), ("verify_many", "verify_one", "verify_batch"))
 
 
 def test_prepared_batch_decides_as_select_fast(impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
