@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.bench import peers
-from engine.bench.registry import Dataset, DataSpec, Impl, Job, Sweep, cache_dir
+from engine.bench.registry import Dataset, DataSpec, Impl, Job, Sweep, cache_dir, warm_page_cache
 
 CORES = os.cpu_count() or 1
 SAMPLE, QUICK_SAMPLE = 400, 100  # messages run through the gpg loop
@@ -167,6 +167,7 @@ def run_ours(mode: str, src: Path, dst: Path, workers: int, *extra: str) -> floa
     for p in (dst, *(dst.with_name(dst.name + s) for s in (".partial", ".journal", ".journal-records"))):
         p.unlink(missing_ok=True)
     argv = [sys.executable, "-c", _CLI, mode, str(src), "-o", str(dst), *who, "--workers", str(workers), "-q"]
+    warm_page_cache(src)
     wall, parent, worker = run_measured([*argv, *extra])
     MEMORY[f"{mode} {src.stat().st_size // 1_000_000} MB w={workers}"] = {
         "command_MiB": round(parent / 1024, 1), "worker_MiB": round(worker / 1024, 1)}  # fmt: skip

