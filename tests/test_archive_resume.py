@@ -41,9 +41,18 @@ def _commits(journal: Path) -> list[str]:
         return []
 
 
-def _wait_for_commits(proc: subprocess.Popen[bytes], journal: Path, n: int) -> None:
+def _committed_items(journal: Path) -> int:
+    import json
+
+    commits = _commits(journal)
+    return int(json.loads(commits[-1].split("\t")[0])["items"]) if commits else 0
+
+
+def _wait_for_commits(proc: subprocess.Popen[bytes], journal: Path, items: int) -> None:
+    """Until the journal has committed ``items`` messages: counted in messages, not commits, since slow
+    fsyncs merge several batches into one commit."""
     deadline = time.monotonic() + 60
-    while len(_commits(journal)) < n:
+    while _committed_items(journal) < items:
         assert proc.poll() is None, "the run ended before it could be interrupted"
         assert time.monotonic() < deadline
         time.sleep(0.002)
@@ -89,7 +98,7 @@ def test_kill_9_then_resume(
     journal = tmp_path / "enc.journal"
     argv = ["encrypt", str(src), "-o", str(dst), "-r", str(pub), "--output-format", fmt, "-q"]
     proc = _start(*argv, "--workers", "2", "--batch-size", "4", "--checkpoint-seconds", "0")
-    _wait_for_commits(proc, journal, 5)
+    _wait_for_commits(proc, journal, 20)
     os.killpg(proc.pid, signal.SIGKILL)  # the run's own process group: CLI, forkserver and workers
     proc.wait()
     partial = tmp_path / "enc.partial"
@@ -128,7 +137,7 @@ def test_ctrl_c_exits_130_then_resumes(
     dst, journal = tmp_path / "enc.mbox", tmp_path / "enc.mbox.journal"
     argv = ["encrypt", str(src), "-o", str(dst), "-r", str(pub)]
     proc = _start(*argv, "--workers", "2", "--batch-size", "4", "--checkpoint-seconds", "0", "-q")
-    _wait_for_commits(proc, journal, 3)
+    _wait_for_commits(proc, journal, 12)
     os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
