@@ -215,21 +215,24 @@ class MboxRefs(Sequence[MboxRef]):
         start = sum(numbers[1 : 3 * i : 3])
         return offset, self.seps[start : start + seplen], length, i in self.truncated
 
-    def load(self) -> list[MailItem]:
-        """The messages, read as :func:`load_refs` reads their refs (the file opened once)."""
-        path, variant, first, numbers, seps, truncated = (
-            self.path, self.variant, self.first, self.numbers, self.seps, self.truncated,
-        )  # fmt: skip
-        fd, pread_unquoted = _fd(path), _native.kernel("mailpass").pread_unquoted
-        out, at = [], 0
+    def _each(self) -> Iterator[tuple[int, int, bytes, int, bool]]:
+        """``index, offset, sep, length, truncated`` of each message in order (the separators walked
+        once, not summed again for each message as :meth:`_fields` must)."""
+        numbers, seps, truncated, at = self.numbers, self.seps, self.truncated, 0
         for i in range(len(numbers) // 3):
             offset, seplen, length = numbers[3 * i : 3 * i + 3]
-            sep = seps[at : at + seplen]
+            yield self.first + i, offset, seps[at : at + seplen], length, i in truncated
             at += seplen
-            out.append(
-                _read(path, variant, first + i, offset, sep, length, i in truncated, fd, pread_unquoted)
-            )
-        return out
+
+    def __iter__(self) -> Iterator[MboxRef]:
+        path, variant = self.path, self.variant
+        return (MboxRef(path, variant, *fields) for fields in self._each())
+
+    def load(self) -> list[MailItem]:
+        """The messages, read as :func:`load_refs` reads their refs (the file opened once)."""
+        path, variant = self.path, self.variant
+        fd, pread_unquoted = _fd(path), _native.kernel("mailpass").pread_unquoted
+        return [_read(path, variant, *fields, fd, pread_unquoted) for fields in self._each()]
 
 
 def load_refs(refs: Sequence[MailItem | MboxRef]) -> list[MailItem]:
