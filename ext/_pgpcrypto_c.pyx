@@ -41,7 +41,6 @@ cdef extern from "pgpcrypto.h" nogil:
     int pgpb_cfb_hash(pgpb_cfb *s, const uint8_t *data, size_t n)
     int pgpb_cfb_mdc_final(pgpb_cfb *s, uint8_t *out)
     int pgpb_cfb_mdc_check(pgpb_cfb *s, const uint8_t *mdc)
-    int pgpb_sha1(const uint8_t *data, size_t n, uint8_t *out)
     int pgpb_hash_many(int sha256, pgpb_hash_job *jobs, size_t n, int lanes)
     size_t PGPB_PKESK_MAX
     size_t PGPB_PKESK_HEAD_MAX
@@ -67,7 +66,6 @@ cdef extern from "cfbmb.h" nogil:
         uint8_t *data
         size_t len
     int pgpb_cfb_many_native()
-    int pgpb_cfb_encrypt_many(pgpb_cfb_job *jobs, size_t n)
 
 
 cdef extern from "pgpcrypto.h" nogil:

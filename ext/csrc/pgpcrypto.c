@@ -53,11 +53,6 @@ static int key_wrap(int enc, const uint8_t *kek, size_t keklen, const uint8_t *i
     return ok;
 }
 
-int pgpb_sha1(const uint8_t *in, size_t n, uint8_t *out) {
-    unsigned int len = 0;
-    return EVP_Digest(in, n, out, &len, sha1, NULL) == 1 && len == 20 ? 1 : -1;
-}
-
 int pgpb_hash_many(int sha256, pgpb_hash_job *jobs, size_t n, int lanes) {
     const EVP_MD *md = sha256 ? kdf_md[0] : sha1;
     unsigned int want = sha256 ? 32 : 20;

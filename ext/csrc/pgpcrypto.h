@@ -39,8 +39,6 @@ size_t pgpb_ecdh25519_pkesk(const uint8_t shared[32], const uint8_t eph[32], con
                             const uint8_t *head, size_t headlen, int kdf_hash, size_t keklen, int cipher,
                             const uint8_t *key, size_t keylen, uint8_t *out);
 
-/* SHA-1 of N octets into OUT (20 octets). */
-int pgpb_sha1(const uint8_t *in, size_t n, uint8_t *out);
 /* SHA-1 (SHA256 = 0) or SHA-256 of every job (shamb.h), LANES messages at a time on SHA-NI (0: the
  * default; 1..PGPB_SHA_MAX_LANES), or one by one in libcrypto (LANES = -1, and always without SHA-NI).
  * May reorder JOBS. 1 on success, -1 on a libcrypto error or a LANES out of range. */
