@@ -1,11 +1,8 @@
-"""Pure-Python twin of ``engine._ed25519_c``: Ed25519 verification, one signature or a batch by one key.
+"""Pure-Python twin of ``engine._ed25519_c``: Ed25519 verification, one signature or many (keys varying).
 
 Same names, arguments and results as the native kernel; the tests run every case on both.
 
 * :func:`verify_one`: is ``check`` (64-octet signature R || S, then the message) valid under ``key``?
-* :func:`verify_batch`: are all ``checks`` valid under ``key``? One combined equation with random 128-bit
-  weights: True means every signature is valid (but for a chance of 2**-128 per call); False means at
-  least one is not, and :func:`verify_one` tells which.
 * :func:`verify_many`: the verdict of each ``(key, check)``, keys varying, each equal to :func:`verify_one`'s
   (but for a chance of about 2**-120 per call): one equation over them all; when it fails, halves of the
   keys are checked in turn down to single keys, whose checks are then verified alone.
@@ -25,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-__all__ = ["features", "many_counts", "verify_batch", "verify_many", "verify_one"]
+__all__ = ["features", "many_counts", "verify_many", "verify_one"]
 
 _P = 2**255 - 19
 _L = 2**252 + 27742317777372353535851937790883648493
@@ -173,13 +170,6 @@ def _equation(key: bytes, checks: list[bytes], weights: list[int]) -> bool:
 def verify_one(key: bytes, check: bytes) -> bool:
     """Is ``check`` (signature R || S, then the message) a valid Ed25519 signature under ``key``?"""
     return _equation(key, [check], [1])
-
-
-def verify_batch(key: bytes, checks: list[bytes]) -> bool:
-    """True when every check is valid under ``key`` (one equation, random 128-bit weights, the first 1);
-    False when any is not (or ``checks`` is empty)."""
-    weights = [1] + [secrets.randbits(128) for _ in checks[1:]]
-    return _equation(key, checks, weights)
 
 
 class _Group:

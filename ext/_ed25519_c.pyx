@@ -10,13 +10,12 @@ from libc.stdint cimport uint8_t
 
 
 cdef extern from "ed25519.h":
-    int ED_MAX_BATCH
     int ed_init()
     int ed_verify_one(const uint8_t *key, const uint8_t *check, size_t len)
-    int ed_verify_batch(const uint8_t *key, const uint8_t *const *checks, const size_t *lens, size_t n)
     int ed_verify_many(const uint8_t *const *keys, const uint8_t *const *checks, const size_t *lens, size_t n,
                        uint8_t *verdicts)
     void ed_many_counts(size_t *equations, size_t *singles)
+    int ed_fast_field(int want)
 
 
 if not ed_init():
@@ -34,27 +33,6 @@ def verify_one(bytes key, bytes check) -> bool:
         return False
     return ed_verify_one(<const uint8_t *>PyBytes_AS_STRING(key), <const uint8_t *>PyBytes_AS_STRING(check),
                          <size_t>PyBytes_GET_SIZE(check)) == 1
-
-
-def verify_batch(bytes key, list checks) -> bool:
-    """True when every check is valid under ``key`` (one equation, random 128-bit weights, the first 1);
-    False when any is not (or ``checks`` is empty)."""
-    cdef Py_ssize_t n = len(checks), i
-    cdef const uint8_t *ptrs[64]
-    cdef size_t lens[64]
-    cdef bytes check
-    cdef int got
-    if PyBytes_GET_SIZE(key) != 32 or n == 0:
-        return False
-    if n > ED_MAX_BATCH or n > 64:  # rare: split, each part with its own weights
-        half = n // 2
-        return verify_batch(key, checks[:half]) and verify_batch(key, checks[half:])
-    for i in range(n):
-        check = checks[i]
-        ptrs[i] = <const uint8_t *>PyBytes_AS_STRING(check)
-        lens[i] = <size_t>PyBytes_GET_SIZE(check)
-    got = ed_verify_batch(<const uint8_t *>PyBytes_AS_STRING(key), ptrs, lens, <size_t>n)
-    return got == 1  # -1: no randomness (getrandom failed); False sends the caller to verify_one
 
 
 _MANY_CHUNK = 1024  # checks per equation: bounds the kernel's buffers (~5 KiB a check)
@@ -76,6 +54,12 @@ def verify_many(list items) -> list:
 def many_counts() -> tuple:
     """``(equations, single verifications)`` the last :func:`verify_many` call made (tests, benchmarks)."""
     return tuple(_counts)
+
+
+def _fast_field(bint want) -> bool:
+    """Tests: :func:`verify_many`'s field products with mulx/adcx/adox when ``want`` and the CPU has them
+    (the default), else in portable C; whether mulx is now in use. Native kernel only."""
+    return ed_fast_field(want) == 1
 
 
 cdef _many_chunk(list items, Py_ssize_t start, Py_ssize_t stop, list verdicts):
