@@ -397,13 +397,14 @@ def _ed25519_checks(
     that reach the check, then of the subkey bindings live now (the same conditions as there)."""
     if future:
         return []  # no User ID reaches the check
-    checks = [row[2] for row in uids if row[2] is not None and _considered(row[0], row[1], domains)]
+    checks = []  # (plain loops: this runs for every key of a build)
+    for where, body, check, _, _, _, _ in uids:
+        if check is not None and _considered(where, body, domains):
+            checks.append(check)
     if checks:  # the subkeys are checked only when a User ID is published: optimistically in the batch
-        checks += [
-            check
-            for check, sub_created, sig_created, expires, key_exp, _ in subkeys
-            if check is not None and live(sig_created, expires, now) and live(sub_created, key_exp, now)
-        ]
+        for check, sub_created, sig_created, expires, key_exp, _ in subkeys:
+            if check is not None and live(sig_created, expires, now) and live(sub_created, key_exp, now):
+                checks.append(check)
     return checks
 
 

@@ -31,10 +31,11 @@ int wks_finish(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, con
 /* SHA-1 of N octets into OUT (20 octets); 1 on success. */
 int wks_sha1(const uint8_t *in, size_t n, uint8_t *out);
 
-/* An RSA public key (an EVP_PKEY) from big-endian N and E, else NULL. */
+/* An RSA public key (an RSA) from big-endian N and E, else NULL. */
 void *wks_rsa_new(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen);
 void wks_rsa_free(void *key);
-/* PKCS #1 v1.5 verification of SIG over the digest DIG made with MD: 1 valid, 0 not (errors cleared). */
+/* PKCS #1 v1.5 verification of SIG over the digest DIG made with MD, exactly as OpenSSL's EVP_PKEY_verify:
+ * 1 valid, 0 not (errors cleared). */
 int wks_rsa_verify(void *key, int md, const uint8_t *sig, size_t siglen, const uint8_t *dig, size_t dlen);
 
 #endif
