@@ -4,6 +4,7 @@ merges whatever the order their rows came in."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import pytest
 
 from engine import _native
 from engine.wkd import tree
-from engine.wkd.build import Packed
+from engine.wkd.build import Packed, Record
 
 KERNELS = _native.implementations("wkd")
 
@@ -113,6 +114,38 @@ def test_write_rows_over_interleaved_domains(impl: str, tmp_path: Path) -> None:
     assert out.domains == {"a.example", "b.example"}
     assert _contents(tmp_path / "a.example" / "hu") == {"h1": b"a1", "h3": b"a3"}
     assert _contents(tmp_path / "b.example" / "hu") == {"h1": b"b1", "h2": b"b2"}
+
+
+@pytest.mark.parametrize("impl", sorted(KERNELS))
+@pytest.mark.parametrize("method", ["advanced", "direct"])
+def test_write_records_returns_written_ones_without_bytes(impl: str, method: str, tmp_path: Path) -> None:
+    """:func:`tree.write_records` (the select_batch path): in input order, a written record without its
+    bytes but with its file's SHA-256, one whose file exists as it came; every folder closed again."""
+    records = [Record(*r[:7], r[7], len(r[6])) for r in (
+        _record("a.example", "h1", b"a1"),
+        _record("b.example", "h2", b"b2"),
+        _record("a.example", "h1", b"a1 again"),
+        _record("a.example", "h3", b"a3"),
+    )]  # fmt: skip
+    (tmp_path / "hu").mkdir()
+    (tmp_path / "hu" / "h3").write_bytes(b"taken")  # direct: h3's file is someone else's
+    tree._made.clear()
+    before = len(os.listdir("/proc/self/fd"))
+    with _native.use(impl):
+        got = tree.write_records(str(tmp_path), method, iter(records))
+    assert len(os.listdir("/proc/self/fd")) == before
+    taken = {2, 3} if method == "direct" else {2}
+    for i, (rec, back) in enumerate(zip(records, got, strict=True)):
+        if i in taken:
+            assert back is rec
+            continue
+        want = dataclasses.replace(rec, data=b"", sha256=hashlib.sha256(rec.data).hexdigest(), written=True)
+        assert back == want
+    if method == "direct":
+        assert _contents(tmp_path / "hu") == {"h1": b"a1", "h2": b"b2", "h3": b"taken"}
+    else:
+        assert _contents(tmp_path / "a.example" / "hu") == {"h1": b"a1", "h3": b"a3"}
+        assert _contents(tmp_path / "b.example" / "hu") == {"h2": b"b2"}
 
 
 def test_create_files_pure_continues_short_writes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

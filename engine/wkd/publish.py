@@ -25,6 +25,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,18 @@ class BuildReport:
         ex = self.examples.setdefault(reason, [])
         if len(ex) < _EXAMPLES:
             ex.append(what)
+
+    def skip_all(self, skipped: Sequence[tuple[str, str]]) -> None:
+        """:meth:`skip` each ``(reason, what)`` in order: counted at once, the examples taken only while
+        one of these reasons still lacks some (a worker's batch skips thousands in another domain)."""
+        reasons = list(map(itemgetter(0), skipped))
+        self.skipped.update(reasons)
+        if all(len(self.examples.get(reason, ())) >= _EXAMPLES for reason in set(reasons)):
+            return
+        for reason, what in skipped:
+            ex = self.examples.setdefault(reason, [])
+            if len(ex) < _EXAMPLES:
+                ex.append(what)
 
     @property
     def keys_per_second(self) -> float:
@@ -382,7 +395,6 @@ def _take(
         report.seconds_select += res.seconds_select
         report.seconds_write += res.seconds_write
         t = time.perf_counter()
-        for reason, what in res.skipped:
-            report.skip(reason, what)
+        report.skip_all(res.skipped)
         writer.add_packed(res)
         report.seconds_write += time.perf_counter() - t
