@@ -15,6 +15,7 @@ manifest included); ``sq wkd generate WEBROOT DOMAIN KEYRING`` (one process, all
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import subprocess
 import tempfile
@@ -74,7 +75,11 @@ def _discard(work: Path) -> None:
     """Remove ``work`` when the process exits, not now: on ext4 without a journal (this VM's root file
     system) the inode allocator skips inodes freed in the last 1-5 minutes one by one
     (``recently_deleted``), so deleting a 30,000-file tree makes file creation in the next run, ours or
-    a peer's, up to 20x slower in the kernel and the ratios would depend on the order of the runs."""
+    a peer's, up to 20x slower in the kernel and the ratios would depend on the order of the runs.
+    With ``PGPBULK_BENCH_KEEP_TREES=1`` the trees stay (for bench runs back to back; remove the
+    ``wkd-build-*`` folders of the bench cache yourself later)."""
+    if os.environ.get("PGPBULK_BENCH_KEEP_TREES") == "1":
+        return
     if not _TRASH:
         atexit.register(_empty_trash)
     _TRASH.append(work)
