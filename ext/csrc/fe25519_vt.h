@@ -3,8 +3,9 @@
  * For ed25519.c's verification of many signatures, where every value is public. An element is any
  * 256-bit value (reduced mod 2^256 - 38 = 2p, canonical only in fe64_tobytes). On x86-64 with BMI2 and
  * ADX (fe64_use_adx(1) once the CPU is known) products are mulx with two carry chains (adcx, adox);
- * otherwise portable C with unsigned __int128. Branches on the values: never for secrets (x25519fb.c
- * keeps fe25519.h's constant-time functions).
+ * otherwise portable C: unrolled products with unsigned __int128, out of line (on x86-64 add and sub stay
+ * asm; -DFE64_NO_ASM compiles the C alone, as on aarch64, for tests and measurements). Branches on the
+ * values: never for secrets (x25519fb.c keeps fe25519.h's constant-time functions).
  */
 #ifndef PGPB_FE25519_VT_H
 #define PGPB_FE25519_VT_H
@@ -15,6 +16,10 @@
 typedef struct {
     uint64_t v[4];
 } fe64;
+
+#if defined(__x86_64__) && !defined(FE64_NO_ASM) /* FE64_NO_ASM: the portable C alone, for tests */
+#define FE64_X86_ASM 1
+#endif
 
 static int FE64_ADX;  /* mulx/adcx/adox available (set by fe64_use_adx) */
 
@@ -32,39 +37,119 @@ static inline void fe64_frombytes(fe64 *h, const uint8_t s[32]) {
     h->v[3] &= 0x7fffffffffffffffull;
 }
 
-/* The 512-bit T folded to 256 bits: T mod 2^256 - 38 (2^256 = 38 mod p). */
-static inline void fe64_fold(fe64 *h, const uint64_t t[8]) {
-    unsigned __int128 acc = 0;
-    uint64_t r[4];
-    for (int i = 0; i < 4; i++) {
-        acc += (unsigned __int128)t[i + 4] * 38 + t[i];
-        r[i] = (uint64_t)acc;
-        acc >>= 64;
+/* Portable products: unsigned __int128 (mul/adc on x86-64, mul/umulh on aarch64), fully unrolled. */
+typedef unsigned __int128 fe64_u128;
+
+/* T0..T3 + 38 * T4..T7, the top word (below 39) folded again: the 512-bit T mod 2^256 - 38 into H. */
+static inline __attribute__((always_inline)) void fe64_fold8(fe64 *h, uint64_t t0, uint64_t t1, uint64_t t2,
+                                                             uint64_t t3, uint64_t t4, uint64_t t5,
+                                                             uint64_t t6, uint64_t t7) {
+    fe64_u128 acc = (fe64_u128)t4 * 38 + t0;
+    t0 = (uint64_t)acc;
+    acc = (fe64_u128)t5 * 38 + t1 + (uint64_t)(acc >> 64);
+    t1 = (uint64_t)acc;
+    acc = (fe64_u128)t6 * 38 + t2 + (uint64_t)(acc >> 64);
+    t2 = (uint64_t)acc;
+    acc = (fe64_u128)t7 * 38 + t3 + (uint64_t)(acc >> 64);
+    t3 = (uint64_t)acc;
+    const uint64_t extra = (uint64_t)(acc >> 64) * 38;
+    t0 += extra;
+    if (__builtin_expect(t0 < extra, 0)) {  /* rare (public values): a carry through the limbs */
+        if (++t1 == 0 && ++t2 == 0 && ++t3 == 0) t0 += 38;  /* t0 below 38 * 38: no overflow */
     }
-    acc = (unsigned __int128)r[0] + (uint64_t)acc * 38;  /* top below 39: one more fold */
-    for (int i = 0; i < 4; i++) {
-        h->v[i] = (uint64_t)acc;
-        acc = (acc >> 64) + (i < 3 ? r[i + 1] : 0);
-    }
-    h->v[0] += (uint64_t)acc * 38;  /* a carry out left the low limbs tiny: no overflow */
+    h->v[0] = t0, h->v[1] = t1, h->v[2] = t2, h->v[3] = t3;
 }
 
-/* Out of line: the call sites stay small for the mulx path. */
+/* One row of the schoolbook product: R0..R3 + A * (B0..B3) into R0..R3, the top word returned. */
+static inline __attribute__((always_inline)) uint64_t fe64_row(uint64_t a, uint64_t b0, uint64_t b1, uint64_t b2,
+                                                               uint64_t b3, uint64_t *r0, uint64_t *r1,
+                                                               uint64_t *r2, uint64_t *r3) {
+    fe64_u128 acc = (fe64_u128)a * b0 + *r0;
+    *r0 = (uint64_t)acc;
+    acc = (fe64_u128)a * b1 + *r1 + (uint64_t)(acc >> 64);  /* below 2^128: (2^64 - 1)^2 + 2 (2^64 - 1) */
+    *r1 = (uint64_t)acc;
+    acc = (fe64_u128)a * b2 + *r2 + (uint64_t)(acc >> 64);
+    *r2 = (uint64_t)acc;
+    acc = (fe64_u128)a * b3 + *r3 + (uint64_t)(acc >> 64);
+    *r3 = (uint64_t)acc;
+    return (uint64_t)(acc >> 64);
+}
+
+/* f * g: four rows of four products (each a * b + t + carry fits 128 bits), then folded. */
+static inline __attribute__((always_inline)) void fe64_mul_c(fe64 *h, const fe64 *f, const fe64 *g) {
+    const uint64_t g0 = g->v[0], g1 = g->v[1], g2 = g->v[2], g3 = g->v[3];
+    uint64_t t0 = 0, t1 = 0, t2 = 0, t3 = 0, t4, t5, t6, t7;
+    t4 = fe64_row(f->v[0], g0, g1, g2, g3, &t0, &t1, &t2, &t3);
+    t5 = fe64_row(f->v[1], g0, g1, g2, g3, &t1, &t2, &t3, &t4);
+    t6 = fe64_row(f->v[2], g0, g1, g2, g3, &t2, &t3, &t4, &t5);
+    t7 = fe64_row(f->v[3], g0, g1, g2, g3, &t3, &t4, &t5, &t6);
+    fe64_fold8(h, t0, t1, t2, t3, t4, t5, t6, t7);
+}
+
+/* f^2: the six cross products, doubled, plus the four squares, then folded. */
+static inline __attribute__((always_inline)) void fe64_sq_c(fe64 *h, const fe64 *f) {
+    const uint64_t f0 = f->v[0], f1 = f->v[1], f2 = f->v[2], f3 = f->v[3];
+    fe64_u128 acc = (fe64_u128)f0 * f1;
+    uint64_t t0, t1, t2, t3, t4, t5, t6, t7;
+    t1 = (uint64_t)acc;
+    acc = (fe64_u128)f0 * f2 + (uint64_t)(acc >> 64);
+    t2 = (uint64_t)acc;
+    acc = (fe64_u128)f0 * f3 + (uint64_t)(acc >> 64);
+    t3 = (uint64_t)acc;
+    t4 = (uint64_t)(acc >> 64);
+    acc = (fe64_u128)f1 * f2 + t3;
+    t3 = (uint64_t)acc;
+    acc = (fe64_u128)f1 * f3 + t4 + (uint64_t)(acc >> 64);
+    t4 = (uint64_t)acc;
+    t5 = (uint64_t)(acc >> 64);
+    acc = (fe64_u128)f2 * f3 + t5;
+    t5 = (uint64_t)acc;
+    t6 = (uint64_t)(acc >> 64);
+    t7 = t6 >> 63;  /* doubled: the cross products are below 2^511 */
+    t6 = (t6 << 1) | (t5 >> 63);
+    t5 = (t5 << 1) | (t4 >> 63);
+    t4 = (t4 << 1) | (t3 >> 63);
+    t3 = (t3 << 1) | (t2 >> 63);
+    t2 = (t2 << 1) | (t1 >> 63);
+    t1 <<= 1;
+    fe64_u128 s0 = (fe64_u128)f0 * f0, s1 = (fe64_u128)f1 * f1, s2 = (fe64_u128)f2 * f2, s3 = (fe64_u128)f3 * f3;
+    t0 = (uint64_t)s0;
+    acc = (fe64_u128)t1 + (uint64_t)(s0 >> 64);
+    t1 = (uint64_t)acc;
+    acc = (fe64_u128)t2 + (uint64_t)s1 + (uint64_t)(acc >> 64);
+    t2 = (uint64_t)acc;
+    acc = (fe64_u128)t3 + (uint64_t)(s1 >> 64) + (uint64_t)(acc >> 64);
+    t3 = (uint64_t)acc;
+    acc = (fe64_u128)t4 + (uint64_t)s2 + (uint64_t)(acc >> 64);
+    t4 = (uint64_t)acc;
+    acc = (fe64_u128)t5 + (uint64_t)(s2 >> 64) + (uint64_t)(acc >> 64);
+    t5 = (uint64_t)acc;
+    acc = (fe64_u128)t6 + (uint64_t)s3 + (uint64_t)(acc >> 64);
+    t6 = (uint64_t)acc;
+    t7 += (uint64_t)(s3 >> 64) + (uint64_t)(acc >> 64);  /* f^2 below 2^512: no carry out */
+    fe64_fold8(h, t0, t1, t2, t3, t4, t5, t6, t7);
+}
+
+/* The portable products, out of line (hot: compiled for speed, though on x86 only the cold function below
+ * calls them). */
+static __attribute__((noinline, hot)) void fe64_mul_outline(fe64 *h, const fe64 *f, const fe64 *g) {
+    fe64_mul_c(h, f, g);
+}
+
+static __attribute__((noinline, hot)) void fe64_sq_outline(fe64 *h, const fe64 *f) {
+    fe64_sq_c(h, f);
+}
+
+#ifdef FE64_X86_ASM
+/* Out of line and cold, a jump to the above: the call sites stay small and out of the way of the mulx path
+ * (a cold function is compiled for size). F == G (from fe64_sq too) is a square. */
 static __attribute__((noinline, cold)) void fe64_mul_portable(fe64 *h, const fe64 *f, const fe64 *g) {
-    uint64_t t[8] = {0};
-    for (int i = 0; i < 4; i++) {
-        unsigned __int128 acc = 0;
-        for (int j = 0; j < 4; j++) {
-            acc += (unsigned __int128)f->v[i] * g->v[j] + t[i + j];
-            t[i + j] = (uint64_t)acc;
-            acc >>= 64;
-        }
-        t[i + 4] = (uint64_t)acc;
-    }
-    fe64_fold(h, t);
+    if (f == g)
+        fe64_sq_outline(h, f);
+    else
+        fe64_mul_outline(h, f, g);
 }
 
-#if defined(__x86_64__)
 /* t0..t3 + 38 * t4..t7 (mulx, adcx, adox), the top word (below 39) folded again: the result in t0..t3. */
 #define FE64_FOLD_ASM                      \
     "movl $38, %%edx\n\t"                  \
@@ -215,23 +300,27 @@ static inline __attribute__((always_inline)) void fe64_sq_adx(fe64 *h, const fe6
 #endif
 
 static inline __attribute__((always_inline)) void fe64_mul(fe64 *h, const fe64 *f, const fe64 *g) {
-#if defined(__x86_64__)
+#ifdef FE64_X86_ASM
     if (__builtin_expect(FE64_ADX, 1)) {
         fe64_mul_adx(h, f, g);
         return;
     }
-#endif
     fe64_mul_portable(h, f, g);
+#else
+    fe64_mul_outline(h, f, g);  /* inlined measured slower (aarch64-like build: -DFE64_NO_ASM on x86) */
+#endif
 }
 
 static inline __attribute__((always_inline)) void fe64_sq(fe64 *h, const fe64 *f) {
-#if defined(__x86_64__)
+#ifdef FE64_X86_ASM
     if (__builtin_expect(FE64_ADX, 1)) {
         fe64_sq_adx(h, f);
         return;
     }
-#endif
     fe64_mul_portable(h, f, f);
+#else
+    fe64_sq_outline(h, f);  /* inlined measured slower (aarch64-like build: -DFE64_NO_ASM on x86) */
+#endif
 }
 
 static inline void fe64_sqn(fe64 *h, const fe64 *f, int n) {
@@ -239,9 +328,25 @@ static inline void fe64_sqn(fe64 *h, const fe64 *f, int n) {
     while (--n > 0) fe64_sq(h, h);
 }
 
+#ifndef FE64_X86_ASM
+/* R = A + B + CARRY (0 or 1), the carry out returned (no __int128 here: compilers spill it to the stack). */
+static inline __attribute__((always_inline)) uint64_t fe64_adc(uint64_t *r, uint64_t a, uint64_t b, uint64_t carry) {
+    uint64_t sum;
+    const uint64_t c1 = __builtin_add_overflow(a, b, &sum);
+    return c1 | __builtin_add_overflow(sum, carry, r);
+}
+
+/* R = A - B - BORROW (0 or 1), the borrow out returned. */
+static inline __attribute__((always_inline)) uint64_t fe64_sbb(uint64_t *r, uint64_t a, uint64_t b, uint64_t borrow) {
+    uint64_t diff;
+    const uint64_t b1 = __builtin_sub_overflow(a, b, &diff);
+    return b1 | __builtin_sub_overflow(diff, borrow, r);
+}
+#endif
+
 /* f + g mod 2^256 - 38. */
 static inline void fe64_add(fe64 *h, const fe64 *f, const fe64 *g) {
-#if defined(__x86_64__)
+#ifdef FE64_X86_ASM
     uint64_t t0 = f->v[0], t1 = f->v[1], t2 = f->v[2], t3 = f->v[3], c;
     __asm__(
         "addq 0(%[g]), %[t0]\n\t"
@@ -262,25 +367,23 @@ static inline void fe64_add(fe64 *h, const fe64 *f, const fe64 *g) {
         : "cc");
     h->v[0] = t0, h->v[1] = t1, h->v[2] = t2, h->v[3] = t3;
 #else
-    unsigned __int128 acc = 0;
-    uint64_t r[4];
-    for (int i = 0; i < 4; i++) {
-        acc += (unsigned __int128)f->v[i] + g->v[i];
-        r[i] = (uint64_t)acc;
-        acc >>= 64;
+    uint64_t r0, r1, r2, r3, carry;
+    carry = __builtin_add_overflow(f->v[0], g->v[0], &r0);
+    carry = fe64_adc(&r1, f->v[1], g->v[1], carry);
+    carry = fe64_adc(&r2, f->v[2], g->v[2], carry);
+    carry = fe64_adc(&r3, f->v[3], g->v[3], carry);
+    const uint64_t extra = carry * 38;
+    r0 += extra;
+    if (__builtin_expect(r0 < extra, 0)) {  /* rare (public values): a carry through the limbs */
+        if (++r1 == 0 && ++r2 == 0 && ++r3 == 0) r0 += 38;  /* r0 below 38: no overflow */
     }
-    acc = (unsigned __int128)r[0] + (uint64_t)acc * 38;
-    for (int i = 0; i < 4; i++) {
-        h->v[i] = (uint64_t)acc;
-        acc = (acc >> 64) + (i < 3 ? r[i + 1] : 0);
-    }
-    h->v[0] += (uint64_t)acc * 38;
+    h->v[0] = r0, h->v[1] = r1, h->v[2] = r2, h->v[3] = r3;
 #endif
 }
 
 /* f - g mod 2^256 - 38 (a borrow of 2^256 is 38 too many). */
 static inline void fe64_sub(fe64 *h, const fe64 *f, const fe64 *g) {
-#if defined(__x86_64__)
+#ifdef FE64_X86_ASM
     uint64_t t0 = f->v[0], t1 = f->v[1], t2 = f->v[2], t3 = f->v[3], c;
     __asm__(
         "subq 0(%[g]), %[t0]\n\t"
@@ -301,21 +404,16 @@ static inline void fe64_sub(fe64 *h, const fe64 *f, const fe64 *g) {
         : "cc");
     h->v[0] = t0, h->v[1] = t1, h->v[2] = t2, h->v[3] = t3;
 #else
-    uint64_t r[4], borrow = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned __int128 d = (unsigned __int128)f->v[i] - g->v[i] - borrow;
-        r[i] = (uint64_t)d;
-        borrow = (uint64_t)(d >> 64) & 1;
+    uint64_t r0, r1, r2, r3, borrow;
+    borrow = __builtin_sub_overflow(f->v[0], g->v[0], &r0);
+    borrow = fe64_sbb(&r1, f->v[1], g->v[1], borrow);
+    borrow = fe64_sbb(&r2, f->v[2], g->v[2], borrow);
+    borrow = fe64_sbb(&r3, f->v[3], g->v[3], borrow);
+    const uint64_t extra = borrow * 38;
+    if (__builtin_expect(r0 < extra, 0)) {  /* rare (public values): a borrow through the limbs */
+        if (r1-- == 0 && r2-- == 0 && r3-- == 0) r0 -= 38;  /* r0 near 2^64 then: no underflow */
     }
-    unsigned __int128 d = (unsigned __int128)r[0] - borrow * 38;
-    h->v[0] = (uint64_t)d;
-    borrow = (uint64_t)(d >> 64) & 1;
-    for (int i = 1; i < 4; i++) {
-        d = (unsigned __int128)r[i] - borrow;
-        h->v[i] = (uint64_t)d;
-        borrow = (uint64_t)(d >> 64) & 1;
-    }
-    h->v[0] -= borrow * 38;  /* a second borrow left the low limb near 2^64: no underflow */
+    h->v[0] = r0 - extra, h->v[1] = r1, h->v[2] = r2, h->v[3] = r3;
 #endif
 }
 
