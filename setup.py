@@ -43,6 +43,7 @@ def _extensions() -> list[Extension]:
     compile_args = ["-O3", "-fno-strict-aliasing", "-Wno-unused-function"]
     exts = []
     only = set(filter(None, os.environ.get("ENGINE_BUILD_ONLY", "").split(",")))
+    headers = [str(C_DIR / h.name) for h in sorted((HERE / C_DIR).glob("*.h"))]
     for name, pyx, csrc in NATIVE_MODULES:
         if (only and name not in only) or not (HERE / EXT_DIR / pyx).exists():
             continue
@@ -52,6 +53,7 @@ def _extensions() -> list[Extension]:
                 f"engine.{name}",
                 sources=sources,
                 include_dirs=[str(C_DIR)],
+                depends=headers,  # a changed header rebuilds (setuptools compares times)
                 libraries=LIBRARIES.get(name, []),
                 extra_compile_args=compile_args,
                 language="c",
