@@ -482,34 +482,23 @@ static int add_point(int j, const uint8_t enc[32], const uint8_t scalar[32], int
     return 1;
 }
 
-/* The checks with weights Z (16 octets each); 1 when the combined equation holds. */
-static int verify_weighted(const uint8_t *key, const uint8_t *const *checks, const size_t *lens, size_t n,
-                           const uint8_t (*z)[16]) {
+/* RFC 8032 section 5.1.7's cofactored equation [8]([S]B - R - [h]A) == identity, h = SHA-512(R || A || M)
+ * mod L; 0 when S is not canonical or A or R is refused. */
+int ed_verify_one(const uint8_t *key, const uint8_t *check, size_t len) {
+    static const uint8_t one[32] = {1};
     uint8_t h[64], scalar[32];
     int top = -1;
-    scalar_acc acc_s = {{0}}, acc_h = {{0}};
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *c = checks[i];
-        if (lens[i] < 64 || !scalar_is_canonical(c + 32)) return 0;
-        memset(scalar, 0, 32);
-        memcpy(scalar, z[i], 16);
-        if (!add_point((int)i + 1, c, scalar, &top)) return 0;
-        if (!challenge(h, key, c, lens[i])) return 0;
-        accumulate(&acc_s, z[i], 16, c + 32, 32);
-        accumulate(&acc_h, z[i], 16, h, 64);
-    }
+    if (len < 64 || !scalar_is_canonical(check + 32)) return 0;
+    if (!add_point(1, check, one, &top)) return 0;
+    if (!challenge(h, key, check, len)) return 0;
+    scalar_acc acc_h = {{0}};
+    accumulate(&acc_h, one, 8, h, 64);  /* h, to be reduced mod L */
     if (!reduce(scalar, &acc_h) || !add_point(0, key, scalar, &top)) return 0;
-    if (!reduce(scalar, &acc_s)) return 0;
-    int t = wnaf(BASE_NAF, scalar, W_BASE);
+    int t = wnaf(BASE_NAF, check + 32, W_BASE);  /* S, canonical: below L */
     if (t > top) top = t;
     ge_p2 r;
-    straus(&r, (int)n + 1, top);
+    straus(&r, ONE_POINTS, top);
     return times8_is_identity(&r);
-}
-
-int ed_verify_one(const uint8_t *key, const uint8_t *check, size_t len) {
-    static const uint8_t one[1][16] = {{1}};
-    return verify_weighted(key, &check, &len, 1, one);
 }
 
 
