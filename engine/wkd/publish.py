@@ -72,6 +72,9 @@ class BuildReport:
 
     def skip(self, reason: str, what: str) -> None:
         self.skipped[reason] += 1
+        self._example(reason, what)
+
+    def _example(self, reason: str, what: str) -> None:
         ex = self.examples.setdefault(reason, [])
         if len(ex) < _EXAMPLES:
             ex.append(what)
@@ -84,9 +87,7 @@ class BuildReport:
         if all(len(self.examples.get(reason, ())) >= _EXAMPLES for reason in set(reasons)):
             return
         for reason, what in skipped:
-            ex = self.examples.setdefault(reason, [])
-            if len(ex) < _EXAMPLES:
-                ex.append(what)
+            self._example(reason, what)
 
     @property
     def keys_per_second(self) -> float:
